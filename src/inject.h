@@ -1,0 +1,45 @@
+/*
+ * inject: the one way into the queue, for SMTP (smtp_server) and the API
+ * (control). Given an envelope and the message in wire form, it applies
+ * X-Sluice-* control headers (removed from the content, kept as envelope
+ * metadata), adds Message-ID/Date when missing and the Received line, signs
+ * with DKIM, writes the spool file durably on the job pool and only then
+ * queues the message and calls back: the caller acknowledges after that.
+ */
+#ifndef SLUICE_INJECT_H
+#define SLUICE_INJECT_H
+
+#include <stdbool.h>
+#include "spool.h"
+
+struct evbuffer;
+struct inject;
+
+typedef void (*inject_done_fn)(struct inject *in, int code, const char *reply);
+
+struct inject {
+	struct spool_msg env;          /* sender, rcpts, flags, pool, priority (caller fills) */
+	struct evbuffer *data;         /* wire form: CRLF, dot-stuffed, no final ".\r\n" (taken) */
+	char *received;                /* "Received: ..." line(s) without final CRLF, or NULL (taken) */
+	/* called on the submitting worker: code 250 + reply "2.0.0 Ok: queued as ID",
+	 * or 4xx/5xx with an enhanced-status reply text */
+	inject_done_fn done;
+	void *arg;
+	/* private */
+	int code;
+	char reply[256];
+	struct qmsg *qm;
+};
+
+struct inject *inject_new(void);
+void inject_submit(struct inject *in);
+void inject_free(struct inject *in);
+
+/* Header rewriting on a complete message (exposed for unit tests).
+ * in: wire-form message; out: malloc'd wire-form header block to store
+ * before the body (with CRLF after each line, without the blank line);
+ * *body_off is where the body (blank line included) starts in `msg`. */
+int inject_rewrite_headers(struct inject *in, const char *msg, size_t len,
+    char **out, size_t *outlen, size_t *body_off, char *reply, size_t replylen);
+
+#endif

@@ -1,0 +1,107 @@
+/*
+ * queue: the in-memory queue over the spool. A qmsg is one spooled message;
+ * a qrcpt is one of its recipients still to deliver. A qrcpt lives in one
+ * place at a time: a worker's timer heap (waiting for its next attempt), a
+ * mailbox (being handed to the worker that owns its site), a lane's ready
+ * queue, or a transaction on a connection. Outcomes come back through
+ * queue_outcome(), which writes the event, records the state in the spool
+ * and either finishes the recipient or schedules the retry.
+ */
+#ifndef SLUICE_QUEUE_H
+#define SLUICE_QUEUE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include "spool.h"
+
+struct worker;
+struct smtp_reply;
+
+struct qmsg {
+	struct spool_msg sm;           /* envelope, recipients' stored state */
+	char *path;                    /* spool file */
+	atomic_int refs;               /* qrcpts alive + temporary holders */
+	atomic_int left;               /* recipients not finished */
+	pthread_mutex_t lock;          /* sm.rcpts[] updates, status records */
+	struct qmsg *hnext;            /* global id hash chain */
+	bool deleted;                  /* DELETE /v1/messages/ID: drop as seen */
+};
+
+struct qrcpt {
+	struct qmsg *msg;
+	uint32_t idx;                  /* into msg->sm.rcpts */
+	uint32_t heap_idx;             /* position in a sched heap, or UINT32_MAX */
+	int64_t due_ms;                /* next attempt */
+	TAILQ_ENTRY(qrcpt) link;       /* in a lane's ready queue */
+};
+TAILQ_HEAD(qrcpt_list, qrcpt);
+
+static inline const char *qrcpt_addr(const struct qrcpt *r) { return r->msg->sm.rcpts[r->idx].addr; }
+const char *qrcpt_domain(const struct qrcpt *r);
+
+/* Facts about an attempt, for events and DSNs. */
+struct attempt_info {
+	const char *site;
+	const char *mx;                /* MX host name */
+	const char *mx_addr;           /* its IP */
+	const char *source;            /* source name */
+	const char *source_addr;       /* bound local IP */
+};
+
+void queue_init(void);
+void queue_shutdown(void);
+
+/*
+ * Take a freshly spooled (or reloaded) message into the queue. Its queued
+ * recipients are scheduled on the calling worker (now, or at their stored
+ * next-attempt time). Takes ownership of m.
+ */
+void queue_add(struct qmsg *m);
+struct qmsg *qmsg_new(void);          /* zeroed, refs = 1 (the caller's) */
+void qmsg_unref(struct qmsg *m);
+
+/* Scan the spool at startup and queue everything, spread over the workers. */
+long queue_load_spool(const char *dir);
+
+/* Per-worker timer heap. */
+void sched_init(struct worker *w);
+void sched_free(struct worker *w);
+/* Schedule r on the current worker at due_ms (wall clock). */
+void sched_at(struct qrcpt *r, int64_t due_ms);
+
+/*
+ * A recipient is due: route it (static route or MX lookup -> site), pick its
+ * source from the message's pool and hand it to the site's owner worker.
+ * Runs on any worker.
+ */
+void queue_route(struct qrcpt *r);
+
+/*
+ * The result of an attempt for r (on the site owner's worker): 2xx =
+ * delivered, 4xx = transient (retry per retry-after, or expired past
+ * bounce-after), 5xx = bounce. Frees r when it is finished.
+ */
+void queue_outcome(struct qrcpt *r, const struct smtp_reply *reply,
+    const struct attempt_info *ai);
+
+/* Counters for /v1/status and /v1/queue (approximate while running). */
+struct queue_stats {
+	atomic_long messages, recipients;    /* in the queue now */
+	atomic_long received, delivered, transient, bounced, expired;
+	atomic_long scheduled;               /* waiting in timer heaps */
+	atomic_llong oldest_ms;              /* maintained lazily */
+};
+extern struct queue_stats qstats;
+
+/* Messages by id (control API). Returns a referenced qmsg or NULL. */
+struct qmsg *queue_find(const char *id);
+/* Delete a message: its recipients are dropped (no DSN) as they surface. */
+int queue_delete(const char *id);
+
+/* Generate and queue a DSN for a failed recipient (dsn.c). */
+void dsn_queue_failure(struct qmsg *m, int idx, const struct smtp_reply *reply,
+    const struct attempt_info *ai, bool expired);
+
+#endif

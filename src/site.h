@@ -1,0 +1,85 @@
+/*
+ * site: a destination (an MX rollup, a provider, a domain with its own
+ * settings, or a static route) owned by one worker. Per source it has a
+ * lane: the ready queue, the connections, the rate buckets. Decisions about
+ * a site (open a connection? which transaction next? suspend?) live here.
+ */
+#ifndef SLUICE_SITE_H
+#define SLUICE_SITE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "conf.h"
+#include "dns.h"
+#include "queue.h"
+
+struct worker;
+struct smtp_conn;
+
+struct tbucket {
+	double tokens;
+	double burst;
+	double per_ms;                 /* refill rate; 0 = unlimited */
+	int64_t last_ms;
+};
+void tbucket_init(struct tbucket *b, const struct rate *r);
+/* Take one token if available; otherwise return ms until one is. */
+int64_t tbucket_take(struct tbucket *b, int64_t now);
+
+struct lane {
+	struct site *site;
+	char *source;                  /* source name ("" = unbound default) */
+	struct qrcpt_list ready;
+	long nready;
+	int nconn;                     /* open (connecting, busy or idle) */
+	struct lane_conn *conns;
+	struct tbucket msg_rate, conn_rate;
+	struct event *timer;           /* wake when a rate or suspension allows */
+	long delivered, transient, bounced;
+	struct lane *next;
+};
+
+struct site {
+	char *name;
+	char *domain;                  /* first domain seen (for limits, logs) */
+	struct worker *owner;
+	struct site_limits lim;        /* effective */
+	const struct provider_conf *prov;
+	struct dns_result mx;          /* targets */
+	bool is_route;
+	int64_t suspended_until;       /* 0 = not; INT64_MAX = until resumed */
+	char *suspend_reason;
+	struct lane *lanes;
+	int64_t last_error_ms;
+	char *last_error;
+	struct site *hnext;
+};
+
+/* Hand r to the site `name` (on the owner worker; posts if needed). */
+struct site_ticket {
+	char *site;                    /* site name */
+	char *domain;
+	const struct provider_conf *prov;
+	struct dns_result mx;          /* copy */
+	bool is_route;
+	char *source;                  /* chosen source name */
+	struct qrcpt *r;
+};
+void site_submit(struct site_ticket *t);   /* takes ownership of t */
+
+void sites_init(struct worker *w);
+void sites_free(struct worker *w);
+/* Re-apply limits from the new config (on each worker after reload). */
+void sites_reconfigure(struct worker *w);
+
+/* Control (run on the owner worker). */
+struct site *site_find(struct worker *w, const char *name);
+void site_foreach(struct worker *w, void (*fn)(struct site *, void *), void *arg);
+void site_suspend(struct site *s, int64_t until_ms, const char *reason);
+void site_resume(struct site *s);
+/* Bounce everything queued at the site now (5.0.0 administrative). */
+long site_bounce_all(struct site *s, const char *reason);
+long site_queued(const struct site *s);
+int site_connections(const struct site *s);
+
+#endif

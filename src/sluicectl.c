@@ -1,0 +1,2 @@
+/* sluicectl */
+int main(void) { return 0; }

@@ -1,0 +1,3 @@
+#ifndef SLUICE_SLUICECTL_H
+#define SLUICE_SLUICECTL_H
+#endif

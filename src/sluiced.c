@@ -1,0 +1,2 @@
+/* sluiced */
+int main(void) { return 0; }

@@ -1,0 +1,1 @@
+/* smtp_server: being written */

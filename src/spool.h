@@ -1,0 +1,107 @@
+/*
+ * spool: one file per message, written in a fixed order (create O_EXCL in
+ * tmp/ -> write -> fsync -> checked close -> rename into q/XX/ -> fsync of
+ * the directory). A file without its END marker is never delivered. After
+ * the END marker, per-recipient status records are appended (not fsync'd:
+ * losing one can only cause the documented duplicate delivery).
+ * The layout is described in queue/README.
+ *
+ * The body is stored in wire form: CRLF line ends, dot-stuffed, without the
+ * final ".\r\n", so delivery sends it as is (sendfile) and adds ".\r\n".
+ */
+#ifndef SLUICE_SPOOL_H
+#define SLUICE_SPOOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define QID_LEN 26                  /* random_id() */
+
+/* Message flags (stored). */
+#define MF_8BITMIME    0x01         /* body has 8-bit content / BODY=8BITMIME */
+#define MF_SMTPUTF8    0x02         /* needs SMTPUTF8 (UTF-8 envelope or headers) */
+#define MF_NOTIFY_NEVER 0x04        /* X-Sluice-Notify: never: no DSN on failure */
+#define MF_DSN         0x08         /* this message is a bounce we generated */
+#define MF_RET_HDRS    0x10         /* DSN RET=HDRS */
+#define MF_SIGNED      0x20         /* DKIM signature is in the stored headers */
+
+/* Recipient states (stored as status records). */
+enum rcpt_state { RS_QUEUED = 0, RS_DELIVERED, RS_BOUNCED, RS_EXPIRED, RS_DELETED };
+
+/* DSN NOTIFY bits (RFC 3461). */
+#define NOTIFY_SUCCESS 0x1
+#define NOTIFY_FAILURE 0x2
+#define NOTIFY_DELAY   0x4
+#define NOTIFY_NEVER   0x8
+
+struct spool_rcpt {
+	char *addr;
+	char *orcpt;                    /* ORCPT= as given (xtext decoded), or NULL */
+	uint8_t notify;                 /* NOTIFY_* ; 0 = default (failure) */
+	uint8_t state;                  /* enum rcpt_state */
+	uint16_t attempts;
+	int64_t next_ms;                /* next attempt (0 = now) */
+};
+
+struct spool_meta { char *key, *value; };   /* X-Sluice-* values, e.g. "campaign" */
+
+struct spool_msg {
+	char id[QID_LEN + 1];
+	int64_t created_ms;
+	char *sender;                   /* "" = null reverse-path */
+	uint32_t flags;                 /* MF_* */
+	int priority;                   /* higher first; default 0 */
+	char *pool, *campaign, *envid;  /* may be NULL */
+	struct spool_meta *meta; int nmeta;
+	struct spool_rcpt *rcpts; int nrcpt;
+	off_t body_off;                 /* set by spool_write / spool_load */
+	size_t body_len;
+};
+
+/* Create spool/tmp and spool/q/XX. Returns 0 or -1 with a message in err. */
+int spool_init(const char *dir, char *err, size_t errlen);
+
+/* Path of a message: DIR/q/XX/ID (malloc'd). */
+char *spool_path(const char *dir, const char *id);
+
+/*
+ * Write a message durably (blocking: call from a job thread). The body is
+ * the concatenation of iov (wire form). Returns 0, or an errno value
+ * (ENOSPC, EIO ...) after removing any partial file.
+ */
+int spool_write(const char *dir, struct spool_msg *m, const struct iovec *iov, int iovcnt);
+
+/* Serialise just the envelope header (unit tests, spool_write). malloc'd. */
+char *spool_format_header(const struct spool_msg *m, size_t *len);
+
+/*
+ * Read a message's envelope and status records (not the body). Returns 0,
+ * or -1 with err set: a partial file (no END marker) or a corrupt one.
+ */
+int spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen);
+void spool_msg_free(struct spool_msg *m);   /* frees members, not m */
+
+/* Append a status record for recipient idx (O_APPEND, one write). */
+int spool_record(const char *path, int idx, enum rcpt_state state, int attempts, int64_t next_ms);
+
+/* Remove a finished message. */
+int spool_remove(const char *path);
+
+/*
+ * Walk the spool: cb(path, arg) for every queued file; partial temp files
+ * in tmp/ are removed. Returns the number of files visited.
+ */
+long spool_scan(const char *dir, void (*cb)(const char *path, void *arg), void *arg);
+
+/* Dot-stuffing helpers (wire form). */
+/* Append src (raw lines, CRLF or LF) to dst in wire form: CRLF line ends,
+ * leading '.' doubled. Returns bytes appended. */
+size_t dot_stuff(char *dst, const char *src, size_t len, bool *at_bol);
+/* Worst case output size of dot_stuff. */
+#define DOT_STUFF_MAX(len) ((len) * 2 + 2)
+/* Remove dot-stuffing in place; returns the new length. */
+size_t dot_unstuff(char *buf, size_t len, bool *at_bol);
+
+#endif
