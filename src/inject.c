@@ -1,1 +1,373 @@
-/* inject: being written */
+/*
+ * inject: everything between "the client sent the last byte" and "250".
+ * On a job thread: rewrite the header block (X-Sluice-* out, Message-ID and
+ * Date in when missing, Received on top), sign with DKIM, write the spool
+ * file durably. Back on the worker: queue the message, write the reception
+ * event, call the caller. A message is acknowledged only after spool_write
+ * returned 0, which is after fsync of the data and of the directory.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "conf.h"
+#include "dkim.h"
+#include "inject.h"
+#include "log.h"
+#include "queue.h"
+#include "util.h"
+#include "worker.h"
+
+struct inject *
+inject_new(void)
+{
+	return xcalloc(1, sizeof(struct inject));
+}
+
+void
+inject_free(struct inject *in)
+{
+	if (in == NULL)
+		return;
+	spool_msg_free(&in->env);
+	if (in->data)
+		evbuffer_free(in->data);
+	free(in->received);
+	free(in);
+}
+
+static void
+add_meta(struct spool_msg *m, const char *key, const char *val, size_t vlen)
+{
+	for (int i = 0; i < m->nmeta; i++) {
+		if (strcmp(m->meta[i].key, key) == 0) {
+			free(m->meta[i].value);
+			m->meta[i].value = xstrndup(val, vlen);
+			return;
+		}
+	}
+	m->meta = xrealloc(m->meta, sizeof(*m->meta) * (size_t)(m->nmeta + 1));
+	m->meta[m->nmeta].key = xstrdup(key);
+	m->meta[m->nmeta].value = xstrndup(val, vlen);
+	m->nmeta++;
+}
+
+/* Value of a header field without its name, unfolded and trimmed. */
+static char *
+field_value(const char *f, size_t len, size_t namelen)
+{
+	char *v = xmalloc(len + 1);
+	size_t o = 0;
+	const char *p = f + namelen + 1, *e = f + len;
+
+	for (; p < e; p++) {
+		if (*p == '\r' || *p == '\n')
+			continue;
+		v[o++] = *p == '\t' ? ' ' : *p;
+	}
+	v[o] = '\0';
+	char *s = v;
+	while (*s == ' ')
+		s++;
+	while (o > 0 && v[o - 1] == ' ')
+		v[--o] = '\0';
+	memmove(v, s, strlen(s) + 1);
+	return v;
+}
+
+/* Domain of the first address in a From: value ("Name <a@b.c>", "a@b.c"). */
+static char *
+from_domain(const char *v)
+{
+	const char *lt = strchr(v, '<');
+	const char *start = lt ? lt + 1 : v;
+	const char *at = NULL;
+
+	for (const char *p = start; *p && *p != '>' && *p != ','; p++)
+		if (*p == '@')
+			at = p;
+	if (at == NULL)
+		return NULL;
+	const char *e = at + 1;
+	while (*e && *e != '>' && *e != ',' && *e != ' ' && *e != ';')
+		e++;
+	if (e == at + 1)
+		return NULL;
+	return str_lower(xstrndup(at + 1, (size_t)(e - at - 1)));
+}
+
+static int
+parse_priority(const char *v)
+{
+	if (!strcasecmp(v, "transactional") || !strcasecmp(v, "high") || !strcasecmp(v, "urgent"))
+		return 10;
+	if (!strcasecmp(v, "bulk") || !strcasecmp(v, "low"))
+		return -10;
+	if (!strcasecmp(v, "normal"))
+		return 0;
+	char *end;
+	long n = strtol(v, &end, 10);
+	if (*v == '\0' || *end != '\0' || n < -100 || n > 100)
+		return INT32_MIN;
+	return (int)n;
+}
+
+static bool
+is_field_name_char(char c)
+{
+	return c > 32 && c < 127 && c != ':';
+}
+
+/* Length of the header field starting at p (with continuation lines). */
+static size_t
+field_len(const char *p, const char *end)
+{
+	const char *q = p;
+	for (;;) {
+		const char *nl = memchr(q, '\n', (size_t)(end - q));
+		if (nl == NULL)
+			return (size_t)(end - p);
+		q = nl + 1;
+		if (q >= end || (*q != ' ' && *q != '\t'))
+			return (size_t)(q - p);
+	}
+}
+
+int
+inject_rewrite_headers(struct inject *in, const char *msg, size_t len,
+    char **out, size_t *outlen, size_t *body_off, char *reply, size_t replylen)
+{
+	struct evbuffer *h = evbuffer_new();
+	const char *p = msg, *end = msg + len;
+	bool have_mid = false, have_date = false;
+	char *fromdom = NULL;
+	int rc = 0;
+
+	if (in->received) {
+		evbuffer_add(h, in->received, strlen(in->received));
+		evbuffer_add(h, "\r\n", 2);
+	}
+	while (p < end) {
+		if (*p == '\r' || *p == '\n')
+			break;          /* the blank line: body follows */
+		const char *c = p;
+		while (c < end && is_field_name_char(*c))
+			c++;
+		if (c == p || c >= end || *c != ':')
+			break;          /* not a header field: the body starts here */
+		size_t namelen = (size_t)(c - p);
+		size_t flen = field_len(p, end);
+
+		if (namelen > 9 && strncasecmp(p, "X-Sluice-", 9) == 0) {
+			char key[64];
+			size_t kl = MIN(namelen - 9, sizeof(key) - 1);
+			for (size_t i = 0; i < kl; i++)
+				key[i] = (char)tolower((unsigned char)p[9 + i]);
+			key[kl] = '\0';
+			char *v = field_value(p, flen, namelen);
+			if (strcmp(key, "pool") == 0) {
+				if (conf_pool(conf, v) == NULL) {
+					snprintf(reply, replylen, "550 5.6.0 X-Sluice-Pool: unknown pool \"%.100s\"", v);
+					rc = -1;
+				} else {
+					free(in->env.pool);
+					in->env.pool = xstrdup(v);
+				}
+			} else if (strcmp(key, "campaign") == 0) {
+				free(in->env.campaign);
+				in->env.campaign = xstrdup(v);
+			} else if (strcmp(key, "priority") == 0) {
+				int pr = parse_priority(v);
+				if (pr == INT32_MIN) {
+					snprintf(reply, replylen, "550 5.6.0 X-Sluice-Priority: expected transactional, normal, bulk or -100..100");
+					rc = -1;
+				} else
+					in->env.priority = pr;
+			} else if (strcmp(key, "notify") == 0) {
+				if (strcasecmp(v, "never") == 0)
+					in->env.flags |= MF_NOTIFY_NEVER;
+			} else if (kl > 0)
+				add_meta(&in->env, key, v, strlen(v));
+			free(v);
+			p += flen;
+			continue;
+		}
+		if (namelen == 10 && strncasecmp(p, "Message-ID", 10) == 0) {
+			have_mid = true;
+			char *v = field_value(p, flen, namelen);
+			add_meta(&in->env, "message_id", v, strlen(v));
+			free(v);
+		} else if (namelen == 4 && strncasecmp(p, "Date", 4) == 0)
+			have_date = true;
+		else if (namelen == 4 && strncasecmp(p, "From", 4) == 0 && fromdom == NULL) {
+			char *v = field_value(p, flen, namelen);
+			fromdom = from_domain(v);
+			free(v);
+		}
+		evbuffer_add(h, p, flen);
+		if (flen < 2 || p[flen - 1] != '\n')
+			evbuffer_add(h, "\r\n", 2);     /* a last header line without CRLF */
+		p += flen;
+	}
+	if (!have_mid) {
+		char mid[320];
+		int n = snprintf(mid, sizeof(mid), "<%s@%s>", in->env.id, conf->hostname);
+		evbuffer_add_printf(h, "Message-ID: %s\r\n", mid);
+		add_meta(&in->env, "message_id", mid, (size_t)n);
+	}
+	if (!have_date) {
+		char date[64];
+		time_t t = (time_t)(now_ms() / 1000);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+		evbuffer_add_printf(h, "Date: %s\r\n", date);
+	}
+	if (fromdom)
+		add_meta(&in->env, "from_domain", fromdom, strlen(fromdom));
+	free(fromdom);
+	*body_off = (size_t)(p - msg);
+	/* a message with no blank line before its body gets one */
+	if (p < end && *p != '\r' && *p != '\n')
+		evbuffer_add(h, "\r\n", 2);
+	*outlen = evbuffer_get_length(h);
+	*out = xmalloc(*outlen + 1);
+	evbuffer_remove(h, *out, *outlen);
+	evbuffer_free(h);
+	return rc;
+}
+
+static const char *
+meta_get(const struct spool_msg *m, const char *key)
+{
+	for (int i = 0; i < m->nmeta; i++)
+		if (strcmp(m->meta[i].key, key) == 0)
+			return m->meta[i].value;
+	return NULL;
+}
+
+static void
+inject_work(void *arg)
+{
+	struct inject *in = arg;
+	const struct config *c = conf;
+	size_t len = evbuffer_get_length(in->data);
+	const char *msg = (const char *)evbuffer_pullup(in->data, -1);
+	char *hdr = NULL, *sig = NULL;
+	size_t hlen = 0, boff = 0;
+	char err[256];
+
+	if (msg == NULL)
+		msg = "";
+	if (inject_rewrite_headers(in, msg, len, &hdr, &hlen, &boff, in->reply, sizeof(in->reply)) < 0) {
+		in->code = atoi(in->reply);
+		goto out;
+	}
+	if (in->env.pool == NULL) {
+		struct pool_conf *p = conf_pool_for_sender(c, in->env.sender);
+		if (p)
+			in->env.pool = xstrdup(p->name);
+	}
+	struct iovec iov[3] = {
+		{ NULL, 0 },
+		{ hdr, hlen },
+		{ (void *)(msg + boff), len - boff },
+	};
+	const char *fd = meta_get(&in->env, "from_domain");
+	struct pool_conf *pool = in->env.pool ? conf_pool(c, in->env.pool) : conf_default_pool(c);
+	if (c->ndkim > 0 && (fd || (pool && pool->dkim_domain))) {
+		sig = dkim_sign(c, fd, pool ? pool->dkim_domain : NULL, iov + 1, 2, err, sizeof(err));
+		if (sig == NULL) {
+			log_warnx("event=dkim-failed id=%s err=\"%s\"", in->env.id, err);
+			in->code = 451;
+			snprintf(in->reply, sizeof(in->reply), "451 4.3.0 DKIM signing failed, try again later");
+			goto out;
+		}
+		if (*sig) {
+			iov[0].iov_base = sig;
+			iov[0].iov_len = strlen(sig);
+			in->env.flags |= MF_SIGNED;
+		}
+	}
+	int e = spool_write(c->spool, &in->env, iov, 3);
+	if (e != 0) {
+		log_warnx("event=spool-write-failed id=%s err=\"%s\"", in->env.id, strerror(e));
+		in->code = e == ENOSPC || e == EDQUOT ? 452 : 451;
+		snprintf(in->reply, sizeof(in->reply), "%d 4.3.%d %s", in->code,
+		    in->code == 452 ? 1 : 0,
+		    in->code == 452 ? "Insufficient system storage, try again later" :
+		    "Local error writing the queue, try again later");
+		goto out;
+	}
+	in->code = 250;
+	snprintf(in->reply, sizeof(in->reply), "250 2.0.0 Ok: queued as %s", in->env.id);
+out:
+	free(hdr);
+	free(sig);
+	evbuffer_free(in->data);
+	in->data = NULL;
+}
+
+static void
+reception_event(const struct spool_msg *m)
+{
+	struct jbuf j;
+
+	jb_init(&j);
+	jb_str(&j, "type", "reception");
+	jb_str(&j, "id", m->id);
+	jb_str(&j, "message_id", meta_get(m, "message_id"));
+	jb_str(&j, "sender", m->sender);
+	if (m->nrcpt == 1)
+		jb_str(&j, "recipient", m->rcpts[0].addr);
+	jb_array(&j, "recipients");
+	for (int i = 0; i < m->nrcpt; i++)
+		jb_elem(&j, m->rcpts[i].addr);
+	jb_array_end(&j);
+	jb_str(&j, "pool", m->pool);
+	jb_str(&j, "campaign", m->campaign);
+	jb_int(&j, "priority", m->priority);
+	jb_int(&j, "size", (int64_t)m->body_len);
+	jb_bool(&j, "signed", (m->flags & MF_SIGNED) != 0);
+	acct_emit(&j);
+}
+
+static void
+inject_done(void *arg)
+{
+	struct inject *in = arg;
+
+	if (in->code == 250) {
+		struct qmsg *qm = qmsg_new();
+		qm->sm = in->env;
+		memset(&in->env, 0, sizeof(in->env));
+		snprintf(in->env.id, sizeof(in->env.id), "%s", qm->sm.id);
+		qm->path = spool_path(conf->spool, qm->sm.id);
+		reception_event(&qm->sm);
+		log_info("event=queued id=%s size=%zu nrcpt=%d", qm->sm.id, qm->sm.body_len, qm->sm.nrcpt);
+		atomic_fetch_add(&qstats.received, 1);
+		queue_add(qm);
+	}
+	in->done(in, in->code, in->reply);
+}
+
+void
+inject_submit(struct inject *in)
+{
+	if (in->env.id[0] == '\0')
+		random_id(in->env.id);
+	if (in->env.created_ms == 0)
+		in->env.created_ms = now_ms();
+	if (in->env.sender == NULL)
+		in->env.sender = xstrdup("");
+	if (in->data == NULL)
+		in->data = evbuffer_new();
+	jobs_submit(inject_work, inject_done, in);
+}

@@ -51,6 +51,10 @@ void jb_double(struct jbuf *j, const char *key, double val);
 void jb_bool(struct jbuf *j, const char *key, bool val);
 void jb_time(struct jbuf *j, const char *key, int64_t ms);   /* RFC 3339 */
 void jb_raw(struct jbuf *j, const char *key, const char *json);
+/* Arrays of strings: jb_array(j, "recipients"); jb_elem(j, a); ...; jb_array_end(j); */
+void jb_array(struct jbuf *j, const char *key);
+void jb_elem(struct jbuf *j, const char *val);
+void jb_array_end(struct jbuf *j);
 const char *jb_finish(struct jbuf *j, size_t *len);          /* closes "}" */
 void jb_free(struct jbuf *j);
 void json_escape(struct jbuf *j, const char *s, size_t n);   /* appends "..." */

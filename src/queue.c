@@ -1,1 +1,676 @@
-/* queue: being written */
+/*
+ * queue: recipients between attempts. Each worker keeps a binary min-heap
+ * of the recipients waiting on it, ordered by next attempt, and one timer
+ * for the earliest. When a recipient is due it is routed (static route or
+ * MX lookup) to its site's owner worker. Outcomes come back here and
+ * become events, spool status records and retries.
+ *
+ * Durability of outcomes: a delivered or bounced recipient of a message
+ * with others left is recorded by an appended status record (no fsync);
+ * the message file is removed when its last recipient is done. A crash can
+ * lose a record written just before it: that recipient is tried again,
+ * the documented duplicate window.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "conf.h"
+#include "dns.h"
+#include "log.h"
+#include "queue.h"
+#include "site.h"
+#include "smtp_parse.h"
+#include "util.h"
+#include "worker.h"
+
+struct queue_stats qstats;
+atomic_bool queue_stopping;
+atomic_int queue_inflight;
+
+/* Messages by id */
+#define ID_BUCKETS 65536
+static struct qmsg **id_hash;
+static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned
+id_bucket(const char *id)
+{
+	return (unsigned)(hash_str(id) % ID_BUCKETS);
+}
+
+void
+queue_init(void)
+{
+	id_hash = xcalloc(ID_BUCKETS, sizeof(*id_hash));
+}
+
+void
+queue_shutdown(void)
+{
+	/* messages still referenced belong to heaps and lanes freed by their owners */
+	free(id_hash);
+	id_hash = NULL;
+}
+
+struct qmsg *
+qmsg_new(void)
+{
+	struct qmsg *m = xcalloc(1, sizeof(*m));
+	atomic_init(&m->refs, 1);
+	pthread_mutex_init(&m->lock, NULL);
+	return m;
+}
+
+void
+qmsg_unref(struct qmsg *m)
+{
+	if (atomic_fetch_sub(&m->refs, 1) != 1)
+		return;
+	pthread_mutex_lock(&id_lock);
+	if (id_hash) {
+		struct qmsg **pp = &id_hash[id_bucket(m->sm.id)];
+		while (*pp && *pp != m)
+			pp = &(*pp)->hnext;
+		if (*pp)
+			*pp = m->hnext;
+	}
+	pthread_mutex_unlock(&id_lock);
+	atomic_fetch_sub(&qstats.messages, 1);
+	pthread_mutex_destroy(&m->lock);
+	spool_msg_free(&m->sm);
+	free(m->path);
+	free(m);
+}
+
+struct qmsg *
+queue_find(const char *id)
+{
+	struct qmsg *m;
+
+	pthread_mutex_lock(&id_lock);
+	for (m = id_hash[id_bucket(id)]; m; m = m->hnext)
+		if (strcmp(m->sm.id, id) == 0) {
+			atomic_fetch_add(&m->refs, 1);
+			break;
+		}
+	pthread_mutex_unlock(&id_lock);
+	return m;
+}
+
+const char *
+qrcpt_domain(const struct qrcpt *r)
+{
+	const char *a = qrcpt_addr(r);
+	const char *at = strrchr(a, '@');
+	return at ? at + 1 : a;
+}
+
+/* Timer heap */
+
+struct sched {
+	struct qrcpt **heap;
+	uint32_t n, cap;
+	struct event *timer;
+	int64_t armed_ms;               /* when the timer fires, 0 = not armed */
+};
+
+static bool
+before(const struct qrcpt *a, const struct qrcpt *b)
+{
+	if (a->due_ms != b->due_ms)
+		return a->due_ms < b->due_ms;
+	return a->msg->sm.priority > b->msg->sm.priority;
+}
+
+static void
+heap_set(struct sched *s, uint32_t i, struct qrcpt *r)
+{
+	s->heap[i] = r;
+	r->heap_idx = i;
+}
+
+static void
+sift_up(struct sched *s, uint32_t i)
+{
+	struct qrcpt *r = s->heap[i];
+	while (i > 0) {
+		uint32_t p = (i - 1) / 2;
+		if (!before(r, s->heap[p]))
+			break;
+		heap_set(s, i, s->heap[p]);
+		i = p;
+	}
+	heap_set(s, i, r);
+}
+
+static void
+sift_down(struct sched *s, uint32_t i)
+{
+	struct qrcpt *r = s->heap[i];
+	for (;;) {
+		uint32_t c = 2 * i + 1;
+		if (c >= s->n)
+			break;
+		if (c + 1 < s->n && before(s->heap[c + 1], s->heap[c]))
+			c++;
+		if (!before(s->heap[c], r))
+			break;
+		heap_set(s, i, s->heap[c]);
+		i = c;
+	}
+	heap_set(s, i, r);
+}
+
+static struct qrcpt *
+heap_remove(struct sched *s, uint32_t i)
+{
+	struct qrcpt *r = s->heap[i];
+	s->n--;
+	if (i != s->n) {
+		heap_set(s, i, s->heap[s->n]);
+		sift_down(s, i);
+		sift_up(s, s->heap[i]->heap_idx);
+	}
+	r->heap_idx = UINT32_MAX;
+	atomic_fetch_sub(&qstats.scheduled, 1);
+	return r;
+}
+
+static void
+sched_arm(struct sched *s)
+{
+	if (s->n == 0) {
+		if (s->armed_ms) {
+			evtimer_del(s->timer);
+			s->armed_ms = 0;
+		}
+		return;
+	}
+	int64_t due = s->heap[0]->due_ms;
+	if (s->armed_ms && s->armed_ms <= due)
+		return;
+	int64_t d = due - now_ms();
+	if (d < 0)
+		d = 0;
+	struct timeval tv = { .tv_sec = d / 1000, .tv_usec = (d % 1000) * 1000 };
+	evtimer_add(s->timer, &tv);
+	s->armed_ms = due;
+}
+
+static void
+sched_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct sched *s = w->sched;
+	int64_t now = now_ms();
+	int budget = 20000;             /* keep the loop responsive with huge backlogs */
+
+	s->armed_ms = 0;
+	while (s->n > 0 && s->heap[0]->due_ms <= now && budget-- > 0) {
+		struct qrcpt *r = heap_remove(s, 0);
+		queue_route(r);
+	}
+	if (budget <= 0 && s->n > 0 && s->heap[0]->due_ms <= now) {
+		struct timeval tv = { 0, 0 };
+		evtimer_add(s->timer, &tv);
+		s->armed_ms = now;
+		return;
+	}
+	sched_arm(s);
+}
+
+void
+sched_init(struct worker *w)
+{
+	struct sched *s = xcalloc(1, sizeof(*s));
+	s->timer = evtimer_new(w->base, sched_fire, w);
+	w->sched = s;
+}
+
+void
+sched_free(struct worker *w)
+{
+	struct sched *s = w->sched;
+	if (s == NULL)
+		return;
+	for (uint32_t i = 0; i < s->n; i++) {
+		struct qrcpt *r = s->heap[i];
+		qmsg_unref(r->msg);
+		free(r);
+	}
+	atomic_fetch_sub(&qstats.scheduled, (long)s->n);
+	event_free(s->timer);
+	free(s->heap);
+	free(s);
+	w->sched = NULL;
+}
+
+void
+sched_at(struct qrcpt *r, int64_t due_ms)
+{
+	struct worker *w = worker_self();
+	struct sched *s = w->sched;
+
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 1024;
+		s->heap = xrealloc(s->heap, sizeof(*s->heap) * s->cap);
+	}
+	r->due_ms = due_ms;
+	heap_set(s, s->n++, r);
+	sift_up(s, r->heap_idx);
+	atomic_fetch_add(&qstats.scheduled, 1);
+	sched_arm(s);
+}
+
+static void
+finish(struct qrcpt *r, enum rcpt_state state)
+{
+	struct qmsg *m = r->msg;
+
+	pthread_mutex_lock(&m->lock);
+	struct spool_rcpt *sr = &m->sm.rcpts[r->idx];
+	sr->state = (uint8_t)state;
+	if (atomic_fetch_sub(&m->left, 1) == 1) {
+		if (spool_remove(m->path) < 0)
+			log_warn("event=spool-remove-failed id=%s", m->sm.id);
+	} else
+		spool_record(m->path, (int)r->idx, state, sr->attempts, 0);
+	pthread_mutex_unlock(&m->lock);
+	atomic_fetch_sub(&qstats.recipients, 1);
+	free(r);
+	qmsg_unref(m);
+}
+
+void
+queue_forget(struct qrcpt *r)
+{
+	atomic_fetch_sub(&qstats.recipients, 1);
+	qmsg_unref(r->msg);
+	free(r);
+}
+
+void
+queue_drop(struct qrcpt *r, enum rcpt_state state)
+{
+	finish(r, state);
+}
+
+void
+sched_purge(struct qmsg *m)
+{
+	struct sched *s = worker_self()->sched;
+
+	for (uint32_t i = 0; i < s->n;) {
+		if (s->heap[i]->msg == m) {
+			struct qrcpt *r = heap_remove(s, i);
+			finish(r, RS_DELETED);
+			continue;
+		}
+		i++;
+	}
+	sched_arm(s);
+	qmsg_unref(m);
+}
+
+static void
+purge_post(struct qmsg *m)
+{
+	for (int i = 0; i < nworkers; i++) {
+		atomic_fetch_add(&m->refs, 1);
+		worker_post(workers[i], (worker_fn)sched_purge, m);
+	}
+}
+
+int
+queue_delete(const char *id)
+{
+	struct qmsg *m = queue_find(id);
+	if (m == NULL)
+		return -1;
+	m->deleted = true;
+	log_info("event=message-deleted id=%s", id);
+	purge_post(m);
+	qmsg_unref(m);
+	return 0;
+}
+
+void
+queue_add(struct qmsg *m)
+{
+	int64_t now = now_ms();
+	int left = 0;
+
+	for (int i = 0; i < m->sm.nrcpt; i++)
+		if (m->sm.rcpts[i].state == RS_QUEUED)
+			left++;
+	atomic_store(&m->left, left);
+	atomic_fetch_add(&qstats.messages, 1);
+	if (left == 0) {
+		spool_remove(m->path);
+		qmsg_unref(m);
+		return;
+	}
+	pthread_mutex_lock(&id_lock);
+	unsigned b = id_bucket(m->sm.id);
+	m->hnext = id_hash[b];
+	id_hash[b] = m;
+	pthread_mutex_unlock(&id_lock);
+	atomic_fetch_add(&m->refs, left);
+	atomic_fetch_add(&qstats.recipients, left);
+	for (int i = 0; i < m->sm.nrcpt; i++) {
+		if (m->sm.rcpts[i].state != RS_QUEUED)
+			continue;
+		struct qrcpt *r = xcalloc(1, sizeof(*r));
+		r->msg = m;
+		r->idx = (uint32_t)i;
+		r->heap_idx = UINT32_MAX;
+		if (m->sm.rcpts[i].next_ms > now)
+			sched_at(r, m->sm.rcpts[i].next_ms);
+		else
+			queue_route(r);
+	}
+	qmsg_unref(m);  /* the caller's reference */
+}
+
+/* Restart: load every spool file, spread the messages over the workers. */
+struct load_state {
+	long loaded, bad;
+	int next;
+};
+
+static void
+load_one(const char *path, void *arg)
+{
+	struct load_state *ls = arg;
+	struct qmsg *m = qmsg_new();
+	char err[256];
+
+	if (spool_load(path, &m->sm, err, sizeof(err)) < 0) {
+		log_warnx("event=spool-discard path=%s reason=\"%s\"", path, err);
+		spool_remove(path);
+		ls->bad++;
+		pthread_mutex_destroy(&m->lock);
+		free(m);
+		return;
+	}
+	m->path = xstrdup(path);
+	worker_post(workers[ls->next++ % nworkers], (worker_fn)queue_add, m);
+	ls->loaded++;
+}
+
+long
+queue_load_spool(const char *dir)
+{
+	struct load_state ls = { 0 };
+	spool_scan(dir, load_one, &ls);
+	log_info("event=spool-loaded messages=%ld discarded=%ld", ls.loaded, ls.bad);
+	return ls.loaded;
+}
+
+/* Routing */
+
+struct route_ctx {
+	struct qrcpt *r;
+	char *domain;
+	struct site_limits lim;
+};
+
+static const char *
+pick_source(const struct qmsg *m)
+{
+	const struct config *c = conf;
+	struct pool_conf *p = m->sm.pool ? conf_pool(c, m->sm.pool) : NULL;
+
+	if (p == NULL)
+		p = conf_default_pool(c);
+	if (p == NULL || p->nmembers == 0)
+		return "";
+	if (p->nmembers == 1)
+		return p->members[0].source->name;
+	int total = 0;
+	for (int i = 0; i < p->nmembers; i++)
+		total += p->members[i].weight;
+	int x = (int)(random() % total);
+	for (int i = 0; i < p->nmembers; i++) {
+		x -= p->members[i].weight;
+		if (x < 0)
+			return p->members[i].source->name;
+	}
+	return p->members[0].source->name;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+route_failed(struct route_ctx *rc, const struct dns_result *res)
+{
+	struct smtp_reply rep;
+	struct attempt_info ai = { .site = rc->domain, .lim = &rc->lim };
+
+	switch (res->status) {
+	case DNS_NXDOMAIN:
+		smtp_reply_set(&rep, 550, "5.1.2", "Domain %s does not exist", rc->domain);
+		break;
+	case DNS_NULLMX:
+		smtp_reply_set(&rep, 556, "5.1.10", "Domain %s does not accept mail (null MX)", rc->domain);
+		break;
+	case DNS_NOHOST:
+		smtp_reply_set(&rep, 550, "5.1.2", "Domain %s has no MX and no address", rc->domain);
+		break;
+	default:
+		smtp_reply_set(&rep, 451, "4.4.3", "DNS lookup for %s failed: %s", rc->domain,
+		    res->errmsg[0] ? res->errmsg : "temporary failure");
+		break;
+	}
+	queue_outcome(rc->r, &rep, &ai);
+}
+
+static void
+route_resolved(const struct dns_result *res, void *arg)
+{
+	struct route_ctx *rc = arg;
+	struct qrcpt *r = rc->r;
+
+	if (res->status != DNS_OK || res->nhosts == 0) {
+		route_failed(rc, res);
+		free(rc->domain);
+		free(rc);
+		return;
+	}
+	if (atomic_load(&queue_stopping)) {
+		queue_forget(r);
+		free(rc->domain);
+		free(rc);
+		return;
+	}
+	struct site_ticket *t = xcalloc(1, sizeof(*t));
+	t->r = r;
+	t->domain = rc->domain;
+	t->mx = *res;
+	t->is_route = rc->lim.has_route;
+	t->source = xstrdup(pick_source(r->msg));
+	if (rc->lim.has_route) {
+		t->site = xasprintf("route:%s:%u", rc->lim.route.host,
+		    rc->lim.route.port ? rc->lim.route.port : (unsigned)rc->lim.smtp_port);
+	} else {
+		const struct config *c = conf;
+		const struct provider_conf *prov = NULL;
+		for (int i = 0; i < res->nhosts && prov == NULL; i++)
+			prov = conf_provider_for_mx(c, res->hosts[i].name);
+		struct site_limits eff;
+		conf_limits(c, rc->domain, prov, &eff);
+		t->prov = prov;
+		if (conf_domain(c, rc->domain) != NULL || !eff.mx_rollup)
+			t->site = xstrdup(rc->domain);
+		else if (prov)
+			t->site = xstrdup(prov->name);
+		else {
+			/* MX rollup: the sorted MX host names name the site */
+			char *names[DNS_MAX_HOSTS];
+			size_t len = 4;
+			for (int i = 0; i < res->nhosts; i++) {
+				names[i] = (char *)res->hosts[i].name;
+				len += strlen(names[i]) + 1;
+			}
+			qsort(names, (size_t)res->nhosts, sizeof(char *), cmp_str);
+			char *s = xmalloc(len);
+			strcpy(s, "mx:");
+			for (int i = 0; i < res->nhosts; i++) {
+				if (i)
+					strcat(s, ",");
+				strcat(s, names[i]);
+			}
+			t->site = s;
+		}
+	}
+	free(rc);
+	site_submit(t);
+}
+
+void
+queue_route(struct qrcpt *r)
+{
+	struct worker *w = worker_self();
+
+	if (r->msg->deleted) {
+		finish(r, RS_DELETED);
+		return;
+	}
+	if (atomic_load(&queue_stopping)) {
+		queue_forget(r);
+		return;
+	}
+	struct route_ctx *rc = xcalloc(1, sizeof(*rc));
+	rc->r = r;
+	rc->domain = str_lower(xstrdup(qrcpt_domain(r)));
+	conf_limits(conf, rc->domain, NULL, &rc->lim);
+	if (rc->lim.has_route)
+		dns_resolve_host(w->dns, rc->lim.route.host, route_resolved, rc);
+	else
+		dns_resolve_mx(w->dns, rc->domain, route_resolved, rc);
+}
+
+/* Outcomes */
+
+static const char *
+meta(const struct qmsg *m, const char *key)
+{
+	for (int i = 0; i < m->sm.nmeta; i++)
+		if (strcmp(m->sm.meta[i].key, key) == 0)
+			return m->sm.meta[i].value;
+	return NULL;
+}
+
+static void
+outcome_event(const char *type, struct qrcpt *r, const struct smtp_reply *rep,
+    const struct attempt_info *ai, int attempt, int64_t next_ms)
+{
+	const struct qmsg *m = r->msg;
+	struct jbuf j;
+	char reply[1200];
+
+	smtp_reply_fmt(rep, reply, sizeof(reply));
+	jb_init(&j);
+	jb_str(&j, "type", type);
+	jb_str(&j, "id", m->sm.id);
+	jb_str(&j, "message_id", meta(m, "message_id"));
+	jb_str(&j, "sender", m->sm.sender);
+	jb_str(&j, "recipient", qrcpt_addr(r));
+	jb_str(&j, "campaign", m->sm.campaign);
+	jb_str(&j, "pool", m->sm.pool);
+	jb_str(&j, "source", ai->source);
+	jb_str(&j, "source_ip", ai->source_addr);
+	jb_str(&j, "site", ai->site);
+	jb_str(&j, "mx", ai->mx);
+	jb_str(&j, "mx_ip", ai->mx_addr);
+	jb_str(&j, "reply", reply);
+	jb_int(&j, "code", rep->code);
+	if (rep->enh[0])
+		jb_str(&j, "status", rep->enh);
+	jb_int(&j, "attempt", attempt);
+	jb_int(&j, "size", (int64_t)m->sm.body_len);
+	jb_int(&j, "delay_ms", now_ms() - m->sm.created_ms);
+	if (ai->mx)
+		jb_bool(&j, "tls", ai->tls);
+	if (next_ms)
+		jb_time(&j, "next_attempt", next_ms);
+	acct_emit(&j);
+}
+
+void
+queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attempt_info *ai)
+{
+	struct qmsg *m = r->msg;
+	struct spool_rcpt *sr = &m->sm.rcpts[r->idx];
+	int cls = smtp_reply_class(rep);
+	int64_t now = now_ms();
+	int attempt;
+
+	pthread_mutex_lock(&m->lock);
+	attempt = ++sr->attempts;
+	pthread_mutex_unlock(&m->lock);
+
+	if (cls == 2) {
+		outcome_event("delivery", r, rep, ai, attempt, 0);
+		log_info("event=delivered id=%s rcpt=%s site=%s mx=%s attempt=%d", m->sm.id,
+		    qrcpt_addr(r), ai->site ? ai->site : "-", ai->mx ? ai->mx : "-", attempt);
+		atomic_fetch_add(&qstats.delivered, 1);
+		finish(r, RS_DELIVERED);
+		return;
+	}
+	if (cls == 5) {
+		outcome_event("bounce", r, rep, ai, attempt, 0);
+		log_info("event=bounced id=%s rcpt=%s site=%s code=%d status=%s", m->sm.id,
+		    qrcpt_addr(r), ai->site ? ai->site : "-", rep->code, rep->enh);
+		atomic_fetch_add(&qstats.bounced, 1);
+		if (!m->deleted)
+			dsn_queue_failure(m, (int)r->idx, rep, ai, false);
+		finish(r, RS_BOUNCED);
+		return;
+	}
+	/* transient */
+	struct site_limits fallback;
+	const struct site_limits *lim = ai->lim;
+	if (lim == NULL) {
+		conf_limits(conf, qrcpt_domain(r), NULL, &fallback);
+		lim = &fallback;
+	}
+	int64_t expires = m->sm.created_ms + lim->bounce_after;
+	if (now >= expires || m->deleted) {
+		if (m->deleted) {
+			finish(r, RS_DELETED);
+			return;
+		}
+		outcome_event("expired", r, rep, ai, attempt, 0);
+		log_info("event=expired id=%s rcpt=%s attempts=%d", m->sm.id, qrcpt_addr(r), attempt);
+		atomic_fetch_add(&qstats.expired, 1);
+		dsn_queue_failure(m, (int)r->idx, rep, ai, true);
+		finish(r, RS_EXPIRED);
+		return;
+	}
+	int64_t delay = conf_retry_delay(lim, attempt);
+	delay += delay > 10 ? (int64_t)(random() % (delay / 10 + 1)) : 0;   /* up to 10% jitter */
+	int64_t next = now + delay;
+	if (next > expires)
+		next = expires;
+	outcome_event("transient", r, rep, ai, attempt, next);
+	log_info("event=deferred id=%s rcpt=%s site=%s code=%d attempt=%d next_in_ms=%" PRId64,
+	    m->sm.id, qrcpt_addr(r), ai->site ? ai->site : "-", rep->code, attempt, next - now);
+	atomic_fetch_add(&qstats.transient, 1);
+	pthread_mutex_lock(&m->lock);
+	sr->next_ms = next;
+	spool_record(m->path, (int)r->idx, RS_QUEUED, attempt, next);
+	pthread_mutex_unlock(&m->lock);
+	sched_at(r, next);
+}

@@ -10,6 +10,7 @@
 #ifndef SLUICE_QUEUE_H
 #define SLUICE_QUEUE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,6 +19,7 @@
 
 struct worker;
 struct smtp_reply;
+struct site_limits;
 
 struct qmsg {
 	struct spool_msg sm;           /* envelope, recipients' stored state */
@@ -48,9 +50,16 @@ struct attempt_info {
 	const char *mx_addr;           /* its IP */
 	const char *source;            /* source name */
 	const char *source_addr;       /* bound local IP */
+	const struct site_limits *lim; /* retry-after, bounce-after of the site */
+	bool tls;                      /* the attempt used TLS */
 };
 
 void queue_init(void);
+/* Set at graceful stop: no new transactions start; routed recipients are
+ * let go from memory (they stay in the spool). */
+extern atomic_bool queue_stopping;
+/* Transactions on the wire now (graceful stop waits for them). */
+extern atomic_int queue_inflight;
 void queue_shutdown(void);
 
 /*
@@ -99,6 +108,13 @@ extern struct queue_stats qstats;
 struct qmsg *queue_find(const char *id);
 /* Delete a message: its recipients are dropped (no DSN) as they surface. */
 int queue_delete(const char *id);
+
+/* Let r go from memory only (shutdown): the spool still has it. */
+void queue_forget(struct qrcpt *r);
+/* Finish r without an attempt (deleted message, administrative bounce). */
+void queue_drop(struct qrcpt *r, enum rcpt_state state);
+/* Recipients of m still in this worker's timer heap are dropped (DELETE). */
+void sched_purge(struct qmsg *m);
 
 /* Generate and queue a DSN for a failed recipient (dsn.c). */
 void dsn_queue_failure(struct qmsg *m, int idx, const struct smtp_reply *reply,

@@ -1,1 +1,572 @@
-/* site: being written */
+/*
+ * site: destinations and their lanes. Everything here runs on the site's
+ * owner worker, so none of it locks. A lane (site x source) holds the
+ * recipients ready to go, its connections and its token buckets; the pump
+ * decides whether to hand work to an idle connection, open a new one, or
+ * wait for a timer (rate limit, suspension).
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "conf.h"
+#include "log.h"
+#include "site.h"
+#include "smtp_client.h"
+#include "util.h"
+#include "worker.h"
+
+#define SITE_BUCKETS 1024
+
+struct site_table {
+	struct site *b[SITE_BUCKETS];
+	long count;
+};
+
+struct lane_conn {
+	struct lane *lane;
+	struct smtp_conn *c;
+	int nmsgs;                      /* transactions started on it */
+	bool busy;                      /* a txn is in flight */
+	bool ready;                     /* greeted at least once */
+	struct lane_conn *next;
+};
+
+static void lane_pump(struct lane *l);
+
+/* Token bucket */
+
+void
+tbucket_init(struct tbucket *b, const struct rate *r)
+{
+	if (r->count == 0 || r->per_ms <= 0) {
+		b->per_ms = 0;
+		return;
+	}
+	b->per_ms = (double)r->count / (double)r->per_ms;
+	/* a burst of a few seconds' worth, at least one */
+	b->burst = MAX(1.0, MIN((double)r->count, b->per_ms * 1000.0));
+	b->tokens = b->burst;
+	b->last_ms = 0;
+}
+
+int64_t
+tbucket_take(struct tbucket *b, int64_t now)
+{
+	if (b->per_ms <= 0)
+		return 0;
+	if (b->last_ms == 0)
+		b->last_ms = now;
+	b->tokens = MIN(b->burst, b->tokens + (double)(now - b->last_ms) * b->per_ms);
+	b->last_ms = now;
+	if (b->tokens >= 1.0) {
+		b->tokens -= 1.0;
+		return 0;
+	}
+	int64_t wait = (int64_t)((1.0 - b->tokens) / b->per_ms) + 1;
+	return wait;
+}
+
+/* Table */
+
+void
+sites_init(struct worker *w)
+{
+	w->sites = xcalloc(1, sizeof(*w->sites));
+}
+
+static void
+lane_free(struct lane *l)
+{
+	struct qrcpt *r;
+
+	while ((r = TAILQ_FIRST(&l->ready)) != NULL) {
+		TAILQ_REMOVE(&l->ready, r, link);
+		qmsg_unref(r->msg);
+		free(r);
+	}
+	if (l->timer)
+		event_free(l->timer);
+	for (struct lane_conn *lc = l->conns, *n; lc; lc = n) {
+		n = lc->next;
+		struct txn *t = smtp_conn_free(lc->c);
+		if (t) {
+			for (int i = 0; i < t->nrcpt; i++)
+				queue_forget(t->rcpt[i].r);
+			atomic_fetch_sub(&queue_inflight, 1);
+			qmsg_unref(t->msg);
+			free(t->rcpt);
+			free(t);
+		}
+		free(lc);
+	}
+	free(l->source);
+	free(l);
+}
+
+void
+sites_free(struct worker *w)
+{
+	if (w->sites == NULL)
+		return;
+	for (int i = 0; i < SITE_BUCKETS; i++) {
+		for (struct site *s = w->sites->b[i], *n; s; s = n) {
+			n = s->hnext;
+			for (struct lane *l = s->lanes, *ln; l; l = ln) {
+				ln = l->next;
+				lane_free(l);
+			}
+			free(s->name);
+			free(s->domain);
+			free(s->suspend_reason);
+			free(s->last_error);
+			free(s);
+		}
+	}
+	free(w->sites);
+	w->sites = NULL;
+}
+
+struct site *
+site_find(struct worker *w, const char *name)
+{
+	for (struct site *s = w->sites->b[hash_str(name) % SITE_BUCKETS]; s; s = s->hnext)
+		if (strcasecmp(s->name, name) == 0)
+			return s;
+	return NULL;
+}
+
+void
+site_foreach(struct worker *w, void (*fn)(struct site *, void *), void *arg)
+{
+	for (int i = 0; i < SITE_BUCKETS; i++)
+		for (struct site *s = w->sites->b[i]; s; s = s->hnext)
+			fn(s, arg);
+}
+
+static void
+site_limits_refresh(struct site *s)
+{
+	const struct config *c = conf;
+	const struct provider_conf *prov = NULL;
+
+	if (s->prov) {
+		for (int i = 0; i < c->nproviders; i++)
+			if (strcmp(c->providers[i].name, s->prov->name) == 0)
+				prov = &c->providers[i];
+	}
+	s->prov = prov;
+	conf_limits(c, s->domain, prov, &s->lim);
+	for (struct lane *l = s->lanes; l; l = l->next) {
+		tbucket_init(&l->msg_rate, &s->lim.max_msg_rate);
+		tbucket_init(&l->conn_rate, &s->lim.max_connect_rate);
+	}
+}
+
+void
+sites_reconfigure(struct worker *w)
+{
+	for (int i = 0; i < SITE_BUCKETS; i++)
+		for (struct site *s = w->sites->b[i]; s; s = s->hnext) {
+			site_limits_refresh(s);
+			for (struct lane *l = s->lanes; l; l = l->next)
+				lane_pump(l);
+		}
+}
+
+static void
+lane_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	lane_pump(arg);
+}
+
+static struct lane *
+lane_get(struct site *s, const char *source)
+{
+	for (struct lane *l = s->lanes; l; l = l->next)
+		if (strcmp(l->source, source) == 0)
+			return l;
+	struct lane *l = xcalloc(1, sizeof(*l));
+	l->site = s;
+	l->source = xstrdup(source);
+	TAILQ_INIT(&l->ready);
+	l->timer = evtimer_new(s->owner->base, lane_timer_cb, l);
+	tbucket_init(&l->msg_rate, &s->lim.max_msg_rate);
+	tbucket_init(&l->conn_rate, &s->lim.max_connect_rate);
+	l->next = s->lanes;
+	s->lanes = l;
+	return l;
+}
+
+static void
+lane_wake_in(struct lane *l, int64_t ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	if (!evtimer_pending(l->timer, NULL))
+		evtimer_add(l->timer, &tv);
+}
+
+/* Hand-off from the routing worker */
+
+static void
+site_accept(void *arg)
+{
+	struct site_ticket *t = arg;
+	struct worker *w = worker_self();
+	struct site *s = site_find(w, t->site);
+
+	if (s == NULL) {
+		s = xcalloc(1, sizeof(*s));
+		s->name = t->site;
+		t->site = NULL;
+		s->domain = xstrdup(t->domain);
+		s->owner = w;
+		s->prov = t->prov;
+		s->is_route = t->is_route;
+		conf_limits(conf, s->domain, t->prov, &s->lim);
+		unsigned b = (unsigned)(hash_str(s->name) % SITE_BUCKETS);
+		s->hnext = w->sites->b[b];
+		w->sites->b[b] = s;
+		w->sites->count++;
+		log_debug("event=site-new site=%s domain=%s worker=%d", s->name, s->domain, w->idx);
+	}
+	/* the freshest DNS answer wins */
+	if (t->mx.nhosts > 0)
+		s->mx = t->mx;
+	struct lane *l = lane_get(s, t->source);
+	struct qrcpt *r = t->r;
+	if (r->msg->sm.priority > 0) {
+		/* priority mail goes before everything of lower priority */
+		struct qrcpt *q;
+		TAILQ_FOREACH(q, &l->ready, link)
+			if (q->msg->sm.priority < r->msg->sm.priority)
+				break;
+		if (q)
+			TAILQ_INSERT_BEFORE(q, r, link);
+		else
+			TAILQ_INSERT_TAIL(&l->ready, r, link);
+	} else
+		TAILQ_INSERT_TAIL(&l->ready, r, link);
+	l->nready++;
+	free(t->site);
+	free(t->domain);
+	free(t->source);
+	free(t);
+	lane_pump(l);
+}
+
+void
+site_submit(struct site_ticket *t)
+{
+	struct worker *owner = worker_for_key(t->site);
+
+	if (owner == worker_self())
+		site_accept(t);
+	else
+		worker_post(owner, site_accept, t);
+}
+
+/* Connections */
+
+static const struct source_conf *
+lane_source(const struct lane *l)
+{
+	return l->source[0] ? conf_source(conf, l->source) : NULL;
+}
+
+static void
+fill_ai(struct attempt_info *ai, struct lane *l, struct smtp_conn *c)
+{
+	const struct source_conf *src = lane_source(l);
+
+	memset(ai, 0, sizeof(*ai));
+	ai->site = l->site->name;
+	ai->mx = c ? smtp_conn_mx(c) : NULL;
+	ai->mx_addr = c ? smtp_conn_mx_addr(c) : NULL;
+	ai->source = l->source[0] ? l->source : NULL;
+	ai->source_addr = src ? src->address : NULL;
+	ai->lim = &l->site->lim;
+	ai->tls = c ? smtp_conn_tls(c) : false;
+}
+
+static struct txn *
+lc_next_txn(void *owner, struct smtp_conn *c)
+{
+	struct lane_conn *lc = owner;
+	struct lane *l = lc->lane;
+	struct site *s = l->site;
+	int64_t now = now_ms();
+	struct qrcpt *r;
+
+	lc->ready = true;
+	lc->busy = false;
+	if (s->suspended_until > now)
+		return NULL;
+	if (atomic_load(&queue_stopping)) {
+		smtp_conn_quit(c);
+		return NULL;
+	}
+	if (lc->nmsgs >= s->lim.max_msg_per_conn) {
+		smtp_conn_quit(c);
+		return NULL;
+	}
+	/* drop recipients of deleted messages */
+	while ((r = TAILQ_FIRST(&l->ready)) != NULL && r->msg->deleted) {
+		TAILQ_REMOVE(&l->ready, r, link);
+		l->nready--;
+		queue_drop(r, RS_DELETED);
+	}
+	if (r == NULL)
+		return NULL;
+	int64_t wait = tbucket_take(&l->msg_rate, now);
+	if (wait > 0) {
+		lane_wake_in(l, wait);
+		return NULL;
+	}
+	struct txn *t = xcalloc(1, sizeof(*t));
+	int max = MIN(s->lim.max_rcpt_per_msg, TXN_MAX_RCPT);
+	t->msg = r->msg;
+	atomic_fetch_add(&t->msg->refs, 1);
+	t->sender = t->msg->sm.sender;
+	t->rcpt = xcalloc((size_t)max, sizeof(*t->rcpt));
+	while (r != NULL && r->msg == t->msg && t->nrcpt < max) {
+		struct qrcpt *next = TAILQ_NEXT(r, link);
+		TAILQ_REMOVE(&l->ready, r, link);
+		l->nready--;
+		t->rcpt[t->nrcpt++].r = r;
+		r = next;
+	}
+	lc->nmsgs++;
+	lc->busy = true;
+	atomic_fetch_add(&queue_inflight, 1);
+	return t;
+}
+
+static void
+lc_txn_done(void *owner, struct smtp_conn *c, struct txn *t)
+{
+	struct lane_conn *lc = owner;
+	struct lane *l = lc->lane;
+	struct attempt_info ai;
+
+	fill_ai(&ai, l, c);
+	for (int i = 0; i < t->nrcpt; i++) {
+		int cls = smtp_reply_class(&t->rcpt[i].reply);
+		if (cls == 2)
+			l->delivered++;
+		else if (cls == 5)
+			l->bounced++;
+		else
+			l->transient++;
+		queue_outcome(t->rcpt[i].r, &t->rcpt[i].reply, &ai);
+	}
+	lc->busy = false;
+	atomic_fetch_sub(&queue_inflight, 1);
+	qmsg_unref(t->msg);
+	free(t->rcpt);
+	free(t);
+}
+
+/* Defer everything waiting in the lane: the destination cannot be reached. */
+static void
+lane_defer_all(struct lane *l, const struct smtp_reply *why)
+{
+	struct attempt_info ai;
+	struct qrcpt *r;
+
+	fill_ai(&ai, l, NULL);
+	while ((r = TAILQ_FIRST(&l->ready)) != NULL) {
+		TAILQ_REMOVE(&l->ready, r, link);
+		l->nready--;
+		l->transient++;
+		queue_outcome(r, why, &ai);
+	}
+}
+
+static void
+lc_closed(void *owner, struct smtp_conn *c, const struct smtp_reply *why, bool greeted)
+{
+	struct lane_conn *lc = owner;
+	struct lane *l = lc->lane;
+	struct site *s = l->site;
+
+	for (struct lane_conn **pp = &l->conns; *pp; pp = &(*pp)->next)
+		if (*pp == lc) {
+			*pp = lc->next;
+			break;
+		}
+	l->nconn--;
+	if (why != NULL && why->code != 0) {
+		char buf[1200];
+		smtp_reply_fmt(why, buf, sizeof(buf));
+		free(s->last_error);
+		s->last_error = xstrdup(buf);
+		s->last_error_ms = now_ms();
+	}
+	if (!greeted && !lc->ready && why != NULL) {
+		/* no MX could be reached: when no other connection is working,
+		 * what waits here goes back to the retry schedule */
+		bool working = false;
+		for (struct lane_conn *o = l->conns; o; o = o->next)
+			working |= o->ready;
+		if (!working)
+			lane_defer_all(l, why);
+	}
+	free(lc);
+	lane_pump(l);
+}
+
+static const struct smtp_conn_ops lane_ops = {
+	.next_txn = lc_next_txn,
+	.txn_done = lc_txn_done,
+	.closed = lc_closed,
+};
+
+static void
+lane_open(struct lane *l)
+{
+	struct site *s = l->site;
+	const struct source_conf *src = lane_source(l);
+	struct conn_params p = { 0 };
+
+	p.hosts = s->mx.hosts;
+	p.nhosts = s->mx.nhosts;
+	p.port = s->is_route && s->lim.route.port ? s->lim.route.port : (uint16_t)s->lim.smtp_port;
+	p.source_addr = src ? src->address : NULL;
+	p.ehlo = src && src->ehlo ? src->ehlo : conf->hostname;
+	p.tls = s->lim.tls;
+	p.lim = &s->lim;
+	p.auth_user = s->is_route ? s->lim.route_user : NULL;
+	p.auth_pass = s->is_route ? s->lim.route_pass : NULL;
+	p.log_id = s->name;
+
+	struct lane_conn *lc = xcalloc(1, sizeof(*lc));
+	lc->lane = l;
+	lc->next = l->conns;
+	l->conns = lc;
+	l->nconn++;
+	lc->c = smtp_conn_open(s->owner->base, &p, &lane_ops, lc);
+}
+
+static void
+lane_pump(struct lane *l)
+{
+	struct site *s = l->site;
+	int64_t now = now_ms();
+
+	if (l->nready == 0)
+		return;
+	if (s->suspended_until > now) {
+		if (s->suspended_until != INT64_MAX)
+			lane_wake_in(l, s->suspended_until - now);
+		return;
+	}
+	/* idle connections take work first */
+	int connecting = 0;
+	for (struct lane_conn *lc = l->conns; lc; lc = lc->next) {
+		if (!lc->ready)
+			connecting++;
+		else if (!lc->busy && smtp_conn_idle(lc->c)) {
+			smtp_conn_kick(lc->c);
+			if (l->nready == 0)
+				return;
+		}
+	}
+	/* open more while there is work nobody will take */
+	while (l->nconn < s->lim.max_smtp_out && l->nready > connecting) {
+		int64_t wait = tbucket_take(&l->conn_rate, now);
+		if (wait > 0) {
+			lane_wake_in(l, wait);
+			return;
+		}
+		lane_open(l);
+		connecting++;
+	}
+}
+
+/* Control */
+
+void
+site_suspend(struct site *s, int64_t until_ms, const char *reason)
+{
+	s->suspended_until = until_ms;
+	free(s->suspend_reason);
+	s->suspend_reason = reason ? xstrdup(reason) : NULL;
+	log_info("event=site-suspended site=%s until=%" PRId64 " reason=\"%s\"", s->name, until_ms,
+	    reason ? reason : "");
+	struct jbuf j;
+	jb_init(&j);
+	jb_str(&j, "type", "site-suspended");
+	jb_str(&j, "site", s->name);
+	if (until_ms != INT64_MAX)
+		jb_time(&j, "until", until_ms);
+	jb_str(&j, "reason", reason);
+	acct_emit(&j);
+	for (struct lane *l = s->lanes; l; l = l->next)
+		lane_pump(l);
+}
+
+void
+site_resume(struct site *s)
+{
+	s->suspended_until = 0;
+	free(s->suspend_reason);
+	s->suspend_reason = NULL;
+	log_info("event=site-resumed site=%s", s->name);
+	struct jbuf j;
+	jb_init(&j);
+	jb_str(&j, "type", "site-resumed");
+	jb_str(&j, "site", s->name);
+	acct_emit(&j);
+	for (struct lane *l = s->lanes; l; l = l->next) {
+		evtimer_del(l->timer);
+		lane_pump(l);
+	}
+}
+
+long
+site_bounce_all(struct site *s, const char *reason)
+{
+	struct smtp_reply rep;
+	struct attempt_info ai;
+	long n = 0;
+	struct qrcpt *r;
+
+	smtp_reply_set(&rep, 554, "5.0.0", "Bounced by the administrator%s%s",
+	    reason ? ": " : "", reason ? reason : "");
+	for (struct lane *l = s->lanes; l; l = l->next) {
+		fill_ai(&ai, l, NULL);
+		while ((r = TAILQ_FIRST(&l->ready)) != NULL) {
+			TAILQ_REMOVE(&l->ready, r, link);
+			l->nready--;
+			l->bounced++;
+			queue_outcome(r, &rep, &ai);
+			n++;
+		}
+	}
+	log_info("event=site-bounced site=%s recipients=%ld", s->name, n);
+	return n;
+}
+
+long
+site_queued(const struct site *s)
+{
+	long n = 0;
+	for (struct lane *l = s->lanes; l; l = l->next)
+		n += l->nready;
+	return n;
+}
+
+int
+site_connections(const struct site *s)
+{
+	int n = 0;
+	for (struct lane *l = s->lanes; l; l = l->next)
+		n += l->nconn;
+	return n;
+}

@@ -71,6 +71,10 @@ void smtp_conn_kick(struct smtp_conn *c);
 /* QUIT when idle (or after the current transaction) and close. */
 void smtp_conn_quit(struct smtp_conn *c);
 bool smtp_conn_idle(const struct smtp_conn *c);
+/* Shutdown: close at once and free, calling no callback. Returns the
+ * transaction in flight, if any, for the owner to let go of (its
+ * recipients stay in the spool). */
+struct txn *smtp_conn_free(struct smtp_conn *c);
 /* The host/IP of the connected MX (for events), valid while connected. */
 const char *smtp_conn_mx(const struct smtp_conn *c);
 const char *smtp_conn_mx_addr(const struct smtp_conn *c);

@@ -1,1 +1,624 @@
-/* spool: being written */
+/*
+ * spool: the durable message store. One file per message:
+ *
+ *   SLUICE 1\n  id ..\n  created ..\n  sender ..\n ... rcpt ..\n  body LEN\n  \n
+ *   <LEN bytes of wire-form message>
+ *   END\n
+ *   S idx state attempts next_ms\n ...     (status records, appended later)
+ *
+ * Values are percent-encoded (bytes <= 0x20, '%' and 0x7f), so every field
+ * is one token. Writing: tmp/ID created O_EXCL, one writev, fdatasync,
+ * checked close, rename to q/XX/ID, fsync of q/XX (its descriptor is kept
+ * open). Many job threads do this at once, so the journal commits them in
+ * groups. A file without "END\n" right after the body is partial: never
+ * delivered, removed at scan.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "spool.h"
+#include "util.h"
+
+#define NBUCKETS 1024
+static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/* Directory descriptors of q/XX, for the fsync after rename. */
+static int bucket_fd[NBUCKETS];
+static char *spool_dir;
+
+static int
+b32val(char c)
+{
+	const char *p = strchr(b32, c);
+	return p && c ? (int)(p - b32) : 0;
+}
+
+static int
+bucket_of(const char *id)
+{
+	size_t n = strlen(id);
+	if (n < 2)
+		return 0;
+	return b32val(id[n - 2]) * 32 + b32val(id[n - 1]);
+}
+
+static void
+bucket_name(int b, char out[3])
+{
+	out[0] = b32[b / 32];
+	out[1] = b32[b % 32];
+	out[2] = '\0';
+}
+
+static int
+mkdir_p(const char *path, mode_t mode)
+{
+	if (mkdir(path, mode) == 0 || errno == EEXIST)
+		return 0;
+	return -1;
+}
+
+int
+spool_init(const char *dir, char *err, size_t errlen)
+{
+	char path[PATH_MAX], b[3];
+
+	if (mkdir_p(dir, 0750) < 0) {
+		snprintf(err, errlen, "cannot create spool %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/tmp", dir);
+	if (mkdir_p(path, 0750) < 0)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/q", dir);
+	if (mkdir_p(path, 0750) < 0)
+		goto fail;
+	for (int i = 0; i < NBUCKETS; i++) {
+		bucket_name(i, b);
+		snprintf(path, sizeof(path), "%s/q/%s", dir, b);
+		if (mkdir_p(path, 0750) < 0)
+			goto fail;
+		if (spool_dir == NULL || strcmp(spool_dir, dir) != 0) {
+			int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (fd < 0)
+				goto fail;
+			if (bucket_fd[i] > 0)
+				close(bucket_fd[i]);
+			bucket_fd[i] = fd;
+		}
+	}
+	free(spool_dir);
+	spool_dir = xstrdup(dir);
+	return 0;
+fail:
+	snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+	return -1;
+}
+
+char *
+spool_path(const char *dir, const char *id)
+{
+	char b[3];
+
+	bucket_name(bucket_of(id), b);
+	return xasprintf("%s/q/%s/%s", dir, b, id);
+}
+
+/* Percent-encoding of one value into a growing buffer. */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+};
+
+static void
+sb_add(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		b->cap = MAX(b->cap * 2, b->len + n + 256);
+		b->p = xrealloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void
+sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void
+sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	sb_add(b, tmp, (size_t)MIN(n, (int)sizeof(tmp) - 1));
+}
+
+static void
+sb_enc(struct sbuf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	if (s == NULL || *s == '\0') {
+		sb_add(b, "%", 1);      /* "%" alone = empty */
+		return;
+	}
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c <= 0x20 || c == '%' || c == 0x7f) {
+			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
+			sb_add(b, e, 3);
+		} else
+			sb_add(b, (const char *)&c, 1);
+	}
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9') return c - '0';
+	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+	return -1;
+}
+
+/* Decode a token in place; "%" alone is the empty string. */
+static int
+pdec(char *s)
+{
+	char *o = s;
+
+	if (strcmp(s, "%") == 0) {
+		*s = '\0';
+		return 0;
+	}
+	for (char *p = s; *p; p++) {
+		if (*p == '%') {
+			int h = hexval(p[1]), l = h >= 0 ? hexval(p[2]) : -1;
+			if (h < 0 || l < 0)
+				return -1;
+			*o++ = (char)(h * 16 + l);
+			p += 2;
+		} else
+			*o++ = *p;
+	}
+	*o = '\0';
+	return 0;
+}
+
+char *
+spool_format_header(const struct spool_msg *m, size_t *len)
+{
+	struct sbuf b = { 0 };
+	size_t body = m->body_len;
+
+	sb_printf(&b, "SLUICE 1\nid %s\ncreated %" PRId64 "\nsender ", m->id, m->created_ms);
+	sb_enc(&b, m->sender);
+	sb_printf(&b, "\nflags %u\npriority %d\n", m->flags, m->priority);
+	if (m->pool) { sb_add(&b, "pool ", 5); sb_enc(&b, m->pool); sb_add(&b, "\n", 1); }
+	if (m->campaign) { sb_add(&b, "campaign ", 9); sb_enc(&b, m->campaign); sb_add(&b, "\n", 1); }
+	if (m->envid) { sb_add(&b, "envid ", 6); sb_enc(&b, m->envid); sb_add(&b, "\n", 1); }
+	for (int i = 0; i < m->nmeta; i++) {
+		sb_add(&b, "meta ", 5);
+		sb_enc(&b, m->meta[i].key);
+		sb_add(&b, " ", 1);
+		sb_enc(&b, m->meta[i].value);
+		sb_add(&b, "\n", 1);
+	}
+	for (int i = 0; i < m->nrcpt; i++) {
+		sb_printf(&b, "rcpt %u ", m->rcpts[i].notify);
+		if (m->rcpts[i].orcpt)
+			sb_enc(&b, m->rcpts[i].orcpt);
+		else
+			sb_add(&b, "-", 1);
+		sb_add(&b, " ", 1);
+		sb_enc(&b, m->rcpts[i].addr);
+		sb_add(&b, "\n", 1);
+	}
+	sb_printf(&b, "body %zu\n\n", body);
+	*len = b.len;
+	return b.p;
+}
+
+static const char end_marker[] = "END\n";
+
+int
+spool_write(const char *dir, struct spool_msg *m, const struct iovec *iov, int iovcnt)
+{
+	char tmp[PATH_MAX];
+	char *final = NULL, *hdr;
+	size_t hlen, total = 0;
+	int fd, e = 0;
+
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	m->body_len = total;
+	hdr = spool_format_header(m, &hlen);
+	m->body_off = (off_t)hlen;
+
+	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, m->id);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		e = errno;
+		free(hdr);
+		return e;
+	}
+	/* header, body pieces, end marker: writev in slices of IOV_MAX */
+	struct iovec *v = xmalloc(sizeof(*v) * (size_t)(iovcnt + 2));
+	int nv = 0;
+	v[nv++] = (struct iovec){ hdr, hlen };
+	for (int i = 0; i < iovcnt; i++)
+		if (iov[i].iov_len)
+			v[nv++] = iov[i];
+	v[nv++] = (struct iovec){ (void *)end_marker, sizeof(end_marker) - 1 };
+	int at = 0;
+	while (at < nv) {
+		int cnt = MIN(nv - at, IOV_MAX);
+		ssize_t w = writev(fd, v + at, cnt);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			e = errno;
+			break;
+		}
+		/* advance over what was written */
+		while (w > 0 && at < nv) {
+			if ((size_t)w >= v[at].iov_len) {
+				w -= (ssize_t)v[at].iov_len;
+				at++;
+			} else {
+				v[at].iov_base = (char *)v[at].iov_base + w;
+				v[at].iov_len -= (size_t)w;
+				w = 0;
+			}
+		}
+	}
+	free(v);
+	free(hdr);
+	if (e == 0 && fdatasync(fd) < 0)
+		e = errno;
+	if (close(fd) < 0 && e == 0)
+		e = errno;
+	if (e == 0) {
+		final = spool_path(dir, m->id);
+		if (rename(tmp, final) < 0)
+			e = errno;
+	}
+	if (e == 0) {
+		int b = bucket_of(m->id);
+		if (spool_dir && strcmp(spool_dir, dir) == 0 && bucket_fd[b] > 0) {
+			if (fsync(bucket_fd[b]) < 0)
+				e = errno;
+		} else {
+			char *slash = strrchr(final, '/');
+			*slash = '\0';
+			int dfd = open(final, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			*slash = '/';
+			if (dfd < 0 || fsync(dfd) < 0)
+				e = errno;
+			if (dfd >= 0)
+				close(dfd);
+		}
+		if (e != 0)
+			unlink(final);
+	}
+	if (e != 0)
+		unlink(tmp);
+	free(final);
+	return e;
+}
+
+static void
+add_rcpt(struct spool_msg *m, struct spool_rcpt *r)
+{
+	if ((m->nrcpt & (m->nrcpt - 1)) == 0)   /* grow at powers of two */
+		m->rcpts = xrealloc(m->rcpts, sizeof(*m->rcpts) * (size_t)(m->nrcpt ? m->nrcpt * 2 : 1));
+	m->rcpts[m->nrcpt++] = *r;
+}
+
+static int
+parse_header(char *h, struct spool_msg *m, char *err, size_t errlen)
+{
+	char *save = NULL, *line;
+	int lineno = 0;
+	bool have_body = false;
+
+	for (line = strtok_r(h, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *f[4] = { 0 };
+		int nf = 0;
+		char *s2 = NULL;
+		lineno++;
+		for (char *t = strtok_r(line, " ", &s2); t && nf < 4; t = strtok_r(NULL, " ", &s2))
+			f[nf++] = t;
+		if (lineno == 1) {
+			if (nf != 2 || strcmp(f[0], "SLUICE") != 0 || strcmp(f[1], "1") != 0) {
+				snprintf(err, errlen, "not a sluice spool file (version 1)");
+				return -1;
+			}
+			continue;
+		}
+		if (nf < 2)
+			goto bad;
+		for (int i = 1; i < nf; i++)
+			if (pdec(f[i]) < 0)
+				goto bad;
+		if (strcmp(f[0], "id") == 0)
+			snprintf(m->id, sizeof(m->id), "%s", f[1]);
+		else if (strcmp(f[0], "created") == 0)
+			m->created_ms = strtoll(f[1], NULL, 10);
+		else if (strcmp(f[0], "sender") == 0)
+			m->sender = xstrdup(f[1]);
+		else if (strcmp(f[0], "flags") == 0)
+			m->flags = (uint32_t)strtoul(f[1], NULL, 10);
+		else if (strcmp(f[0], "priority") == 0)
+			m->priority = (int)strtol(f[1], NULL, 10);
+		else if (strcmp(f[0], "pool") == 0)
+			m->pool = xstrdup(f[1]);
+		else if (strcmp(f[0], "campaign") == 0)
+			m->campaign = xstrdup(f[1]);
+		else if (strcmp(f[0], "envid") == 0)
+			m->envid = xstrdup(f[1]);
+		else if (strcmp(f[0], "meta") == 0 && nf == 3) {
+			m->meta = xrealloc(m->meta, sizeof(*m->meta) * (size_t)(m->nmeta + 1));
+			m->meta[m->nmeta].key = xstrdup(f[1]);
+			m->meta[m->nmeta].value = xstrdup(f[2]);
+			m->nmeta++;
+		} else if (strcmp(f[0], "rcpt") == 0 && nf == 4) {
+			struct spool_rcpt r = { 0 };
+			r.notify = (uint8_t)strtoul(f[1], NULL, 10);
+			r.orcpt = strcmp(f[2], "-") == 0 ? NULL : xstrdup(f[2]);
+			r.addr = xstrdup(f[3]);
+			add_rcpt(m, &r);
+		} else if (strcmp(f[0], "body") == 0) {
+			m->body_len = (size_t)strtoull(f[1], NULL, 10);
+			have_body = true;
+		} else
+			goto bad;
+	}
+	if (!have_body || m->id[0] == '\0' || m->sender == NULL || m->nrcpt == 0) {
+		snprintf(err, errlen, "incomplete envelope");
+		return -1;
+	}
+	return 0;
+bad:
+	snprintf(err, errlen, "bad envelope line %d", lineno);
+	return -1;
+}
+
+static int
+apply_records(struct spool_msg *m, char *p, char *err, size_t errlen)
+{
+	char *save = NULL;
+
+	for (char *line = strtok_r(p, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		int idx, state, attempts;
+		int64_t next;
+		if (sscanf(line, "S %d %d %d %" SCNd64, &idx, &state, &attempts, &next) != 4)
+			continue;       /* a torn last record: ignore it */
+		if (idx < 0 || idx >= m->nrcpt || state < RS_QUEUED || state > RS_DELETED)
+			continue;
+		m->rcpts[idx].state = (uint8_t)state;
+		m->rcpts[idx].attempts = (uint16_t)attempts;
+		m->rcpts[idx].next_ms = next;
+	}
+	return 0;
+}
+
+int
+spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *buf = NULL;
+	size_t cap = 0, have = 0;
+	char *hend = NULL;
+	int rc = -1;
+
+	memset(m, 0, sizeof(*m));
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "cannot stat: %s", strerror(errno));
+		goto out;
+	}
+	/* read until the header's blank line */
+	for (;;) {
+		if (have + 4096 > cap) {
+			cap = cap ? cap * 2 : 16384;
+			buf = xrealloc(buf, cap + 1);
+		}
+		ssize_t r = pread(fd, buf + have, cap - have, (off_t)have);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			snprintf(err, errlen, "read error: %s", strerror(errno));
+			goto out;
+		}
+		have += (size_t)r;
+		buf[have] = '\0';
+		hend = strstr(buf, "\n\n");
+		if (hend || r == 0)
+			break;
+	}
+	if (hend == NULL) {
+		snprintf(err, errlen, "partial file (no end of envelope)");
+		goto out;
+	}
+	hend[1] = '\0';
+	size_t hlen = (size_t)(hend - buf) + 2;
+	if (parse_header(buf, m, err, errlen) < 0)
+		goto out;
+	m->body_off = (off_t)hlen;
+	off_t tail = (off_t)(hlen + m->body_len);
+	if (st.st_size < tail + (off_t)sizeof(end_marker) - 1) {
+		snprintf(err, errlen, "partial file (body cut short)");
+		goto out;
+	}
+	size_t tlen = (size_t)(st.st_size - tail);
+	char *t = xmalloc(tlen + 1);
+	ssize_t r = pread(fd, t, tlen, tail);
+	if (r < (ssize_t)(sizeof(end_marker) - 1) || memcmp(t, end_marker, sizeof(end_marker) - 1) != 0) {
+		snprintf(err, errlen, "partial file (no END marker)");
+		free(t);
+		goto out;
+	}
+	t[r] = '\0';
+	apply_records(m, t + sizeof(end_marker) - 1, err, errlen);
+	free(t);
+	rc = 0;
+out:
+	if (rc < 0)
+		spool_msg_free(m);
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+void
+spool_msg_free(struct spool_msg *m)
+{
+	free(m->sender);
+	free(m->pool);
+	free(m->campaign);
+	free(m->envid);
+	for (int i = 0; i < m->nmeta; i++) {
+		free(m->meta[i].key);
+		free(m->meta[i].value);
+	}
+	free(m->meta);
+	for (int i = 0; i < m->nrcpt; i++) {
+		free(m->rcpts[i].addr);
+		free(m->rcpts[i].orcpt);
+	}
+	free(m->rcpts);
+	memset(m, 0, sizeof(*m));
+}
+
+int
+spool_record(const char *path, int idx, enum rcpt_state state, int attempts, int64_t next_ms)
+{
+	char rec[96];
+	int n = snprintf(rec, sizeof(rec), "S %d %d %d %" PRId64 "\n", idx, (int)state, attempts, next_ms);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	int rc = write_all(fd, rec, (size_t)n);
+	close(fd);
+	return rc;
+}
+
+int
+spool_remove(const char *path)
+{
+	return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+long
+spool_scan(const char *dir, void (*cb)(const char *path, void *arg), void *arg)
+{
+	char path[PATH_MAX], b[3];
+	long n = 0;
+	DIR *d;
+	struct dirent *de;
+
+	snprintf(path, sizeof(path), "%s/tmp", dir);
+	if ((d = opendir(path)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/tmp/%s", dir, de->d_name);
+			if (unlink(path) == 0)
+				log_info("event=spool-partial-removed path=%s", path);
+		}
+		closedir(d);
+	}
+	for (int i = 0; i < NBUCKETS; i++) {
+		bucket_name(i, b);
+		snprintf(path, sizeof(path), "%s/q/%s", dir, b);
+		if ((d = opendir(path)) == NULL)
+			continue;
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/q/%s/%s", dir, b, de->d_name);
+			cb(path, arg);
+			n++;
+		}
+		closedir(d);
+	}
+	return n;
+}
+
+/*
+ * state: bit 0 = at beginning of line, bit 1 = the previous input byte was
+ * a CR whose LF has not been seen (we emitted the CR already).
+ */
+size_t
+dot_stuff(char *dst, const char *src, size_t len, int *state)
+{
+	char *o = dst;
+	int st = *state;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = src[i];
+		if (c == '\n') {
+			if (!(st & 2))
+				*o++ = '\r';
+			*o++ = '\n';
+			st = 1;
+			continue;
+		}
+		if (st & 2)
+			st = 0;   /* a bare CR is data, not a line end */
+		if (c == '\r') {
+			*o++ = '\r';
+			st = (st & 1) | 2;
+			continue;
+		}
+		if ((st & 1) && c == '.')
+			*o++ = '.';
+		*o++ = c;
+		st = 0;
+	}
+	*state = st;
+	return (size_t)(o - dst);
+}
+
+size_t
+dot_unstuff(char *buf, size_t len, int *state)
+{
+	char *o = buf;
+	int st = *state;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = buf[i];
+		if ((st & 1) && c == '.') {
+			st = 0;
+			continue;       /* drop the stuffed dot */
+		}
+		*o++ = c;
+		if (c == '\n')
+			st = 1;
+		else
+			st = 0;
+	}
+	*state = st;
+	return (size_t)(o - buf);
+}

@@ -96,12 +96,15 @@ int spool_remove(const char *path);
 long spool_scan(const char *dir, void (*cb)(const char *path, void *arg), void *arg);
 
 /* Dot-stuffing helpers (wire form). */
-/* Append src (raw lines, CRLF or LF) to dst in wire form: CRLF line ends,
- * leading '.' doubled. Returns bytes appended. */
-size_t dot_stuff(char *dst, const char *src, size_t len, bool *at_bol);
+/* Append src (raw lines, CRLF or bare LF) to dst in wire form: CRLF line
+ * ends, a leading '.' doubled. *state carries line state across chunks;
+ * start it at DOT_STATE_INIT. Returns bytes written to dst. */
+#define DOT_STATE_INIT 1
+size_t dot_stuff(char *dst, const char *src, size_t len, int *state);
 /* Worst case output size of dot_stuff. */
 #define DOT_STUFF_MAX(len) ((len) * 2 + 2)
-/* Remove dot-stuffing in place; returns the new length. */
-size_t dot_unstuff(char *buf, size_t len, bool *at_bol);
+/* Remove dot-stuffing in place (wire form in, CRLF kept); *state as above.
+ * Returns the new length. */
+size_t dot_unstuff(char *buf, size_t len, int *state);
 
 #endif

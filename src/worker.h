@@ -46,10 +46,13 @@ typedef void (*worker_fn)(void *arg);
 /* Run fn(arg) on w's loop thread, soon. Safe from any thread. */
 void worker_post(struct worker *w, worker_fn fn, void *arg);
 
-/* Start n workers (each runs init_fn(w) on its own thread, then its loop). */
-void workers_start(int n, void (*init_fn)(struct worker *));
+/* Start n workers: each runs init_fn(w) on its own thread, then its loop,
+ * then fini_fn(w) on the same thread once the loop has stopped. */
+void workers_start(int n, void (*init_fn)(struct worker *), void (*fini_fn)(struct worker *));
 /* Ask every loop to exit once its pending work is done and wait for them. */
 void workers_stop(void);
+/* Free the loops after workers_stop (and after every event on them is freed). */
+void workers_free(void);
 
 /* Blocking job pool. */
 void jobs_start(int nthreads);
