@@ -598,6 +598,7 @@ struct token {
 	char *s;
 	int line;
 	bool quoted;
+	char brace;                     /* '{' or '}' for an unquoted brace, else 0 */
 };
 
 static int
@@ -628,7 +629,9 @@ tokenize(struct pstate *ps, const char *text, struct token **out)
 		}
 		t[n].line = line;
 		t[n].quoted = false;
+		t[n].brace = 0;
 		if (*p == '{' || *p == '}') {
+			t[n].brace = *p;
 			t[n++].s = xstrndup(p, 1);
 			p++;
 			continue;
@@ -797,7 +800,7 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 		ps->line = t[i].line;
 		const char *name = t[i].s;
 
-		if (strcmp(name, "}") == 0) {
+		if (t[i].brace == '}') {
 			if (ctx == CX_GLOBAL)
 				perr(ps, t[i].line, "unexpected '}'");
 			ctx = CX_GLOBAL;
@@ -806,7 +809,7 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 			i++;
 			continue;
 		}
-		if (strcmp(name, "{") == 0) {
+		if (t[i].brace == '{') {
 			perr(ps, t[i].line, "unexpected '{'");
 			i++;
 			continue;
@@ -821,9 +824,9 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 			/* skip to the end of the line (or of a block it opens) */
 			int line = t[i].line;
 			i++;
-			while (i < n && t[i].line == line && strcmp(t[i].s, "}") != 0) {
-				if (strcmp(t[i].s, "{") == 0) {
-					while (i < n && strcmp(t[i].s, "}") != 0)
+			while (i < n && t[i].line == line && t[i].brace != '}') {
+				if (t[i].brace == '{') {
+					while (i < n && t[i].brace != '}')
 						i++;
 				}
 				i++;
@@ -837,27 +840,27 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 		char *args[8];
 		int nargs = 0;
 		if (d->nargs < 0) {
-			while (i < n && t[i].line == line && strcmp(t[i].s, "}") != 0 &&
-			    strcmp(t[i].s, "{") != 0 && nargs < (int)ARRAY_SIZE(args))
+			while (i < n && t[i].line == line && t[i].brace != '}' &&
+			    t[i].brace != '{' && nargs < (int)ARRAY_SIZE(args))
 				args[nargs++] = t[i++].s;
 			if (nargs == 0) {
 				perr(ps, line, "%s: expected %s", d->name, d->args);
 				continue;
 			}
 		} else {
-			while (nargs < d->nargs && i < n && strcmp(t[i].s, "{") != 0 &&
-			    strcmp(t[i].s, "}") != 0 && t[i].line == line)
+			while (nargs < d->nargs && i < n && t[i].brace != '{' &&
+			    t[i].brace != '}' && t[i].line == line)
 				args[nargs++] = t[i++].s;
 			if (nargs < d->nargs) {
 				perr(ps, line, "%s: expected %s", d->name, d->args);
-				while (i < n && t[i].line == line && strcmp(t[i].s, "}") != 0 && strcmp(t[i].s, "{") != 0)
+				while (i < n && t[i].line == line && t[i].brace != '}' && t[i].brace != '{')
 					i++;
 				if (d->type != T_BLOCK)
 					continue;
 			}
 		}
 		if (d->type == T_BLOCK) {
-			if (i >= n || strcmp(t[i].s, "{") != 0) {
+			if (i >= n || t[i].brace != '{') {
 				perr(ps, line, "%s %s: expected '{'", d->name, nargs ? args[0] : "");
 				continue;
 			}
@@ -868,7 +871,7 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 			void *b = open_block(ps, d->name, args[0], line, &bctx);
 			if (b == NULL) {
 				/* skip the block */
-				while (i < n && strcmp(t[i].s, "}") != 0)
+				while (i < n && t[i].brace != '}')
 					i++;
 				i++;
 				continue;
@@ -947,10 +950,15 @@ validate(struct pstate *ps)
 	for (int i = 0; i < c->nproviders; i++)
 		if (c->providers[i].nmx == 0)
 			perr(ps, c->providers[i].line, "provider %s has no mx patterns", c->providers[i].name);
-	for (int i = 1; i < c->ndomains; i++) {
+	for (int i = 0; i < c->ndomains; i++) {
 		struct domain_conf *d = &c->domains[i];
 		if ((d->lim.set & (1U << L_ROUTE_AUTH)) && !(d->lim.set & (1U << L_ROUTE)))
 			perr(ps, d->line, "domain %s: route-auth needs a route", d->name);
+	}
+	for (int i = 0; i < c->npools; i++) {
+		struct pool_conf *p = &c->pools[i];
+		if (p->dkim_domain && conf_dkim(c, p->dkim_domain) == NULL)
+			perr(ps, p->line, "pool %s: dkim-domain %s has no dkim block", p->name, p->dkim_domain);
 	}
 	for (int i = 0; i < c->ndkim; i++) {
 		struct dkim_conf *d = &c->dkim[i];
@@ -1047,12 +1055,6 @@ conf_free(struct config *c)
 		free(l->tls_key);
 	}
 	free(c->listeners);
-	for (int i = 0; i < c->nsources; i++) {
-		free(c->sources[i].name);
-		free(c->sources[i].address);
-		free(c->sources[i].ehlo);
-	}
-	free(c->sources);
 	for (int i = 0; i < c->npools; i++) {
 		struct pool_conf *p = &c->pools[i];
 		for (int m = 0; m < p->nmembers; m++) {
@@ -1070,6 +1072,12 @@ conf_free(struct config *c)
 		free(p->name);
 	}
 	free(c->pools);
+	for (int i = 0; i < c->nsources; i++) {
+		free(c->sources[i].name);
+		free(c->sources[i].address);
+		free(c->sources[i].ehlo);
+	}
+	free(c->sources);
 	for (int i = 0; i < c->ndomains; i++) {
 		free(c->domains[i].name);
 		free_limits(&c->domains[i].lim);

@@ -193,7 +193,7 @@ inject_rewrite_headers(struct inject *in, const char *msg, size_t len,
 			} else if (strcmp(key, "notify") == 0) {
 				if (strcasecmp(v, "never") == 0)
 					in->env.flags |= MF_NOTIFY_NEVER;
-			} else if (kl > 0)
+			} else if (kl > 0 && strcmp(key, "message_id") != 0 && strcmp(key, "from_domain") != 0)
 				add_meta(&in->env, key, v, strlen(v));
 			free(v);
 			p += flen;
@@ -272,6 +272,8 @@ inject_work(void *arg)
 	}
 	if (in->env.pool == NULL) {
 		struct pool_conf *p = conf_pool_for_sender(c, in->env.sender);
+		if (p == NULL)
+			p = conf_default_pool(c);
 		if (p)
 			in->env.pool = xstrdup(p->name);
 	}

@@ -246,6 +246,7 @@ sched_free(struct worker *w)
 		free(r);
 	}
 	atomic_fetch_sub(&qstats.scheduled, (long)s->n);
+	queue_route_reset();
 	event_free(s->timer);
 	free(s->heap);
 	free(s);
@@ -392,9 +393,13 @@ load_one(const char *path, void *arg)
 	struct qmsg *m = qmsg_new();
 	char err[256];
 
-	if (spool_load(path, &m->sm, err, sizeof(err)) < 0) {
-		log_warnx("event=spool-discard path=%s reason=\"%s\"", path, err);
-		spool_remove(path);
+	int rc = spool_load(path, &m->sm, err, sizeof(err));
+	if (rc < 0) {
+		if (rc == -1) {
+			log_warnx("event=spool-discard path=%s reason=\"%s\"", path, err);
+			spool_remove(path);
+		} else
+			log_warnx("event=spool-unreadable path=%s reason=\"%s\" msg=\"kept; will be loaded at the next start\"", path, err);
 		ls->bad++;
 		pthread_mutex_destroy(&m->lock);
 		free(m);
@@ -444,6 +449,55 @@ pick_source(const struct qmsg *m)
 			return p->members[i].source->name;
 	}
 	return p->members[0].source->name;
+}
+
+/*
+ * A DNS answer is big (struct dns_result); the site's owner needs it only
+ * when its copy may be older than ours. Each routing worker remembers, per
+ * site, the expiry of the answer it last sent.
+ */
+#define SENT_BUCKETS 4096
+struct sent_mx {
+	char *site;
+	int64_t expires_ms;
+	struct sent_mx *next;
+};
+static __thread struct sent_mx **sent_mx;
+
+static bool
+mx_needs_send(const char *site, int64_t expires_ms)
+{
+	if (sent_mx == NULL)
+		sent_mx = xcalloc(SENT_BUCKETS, sizeof(*sent_mx));
+	struct sent_mx **b = &sent_mx[hash_str(site) % SENT_BUCKETS], *e;
+	for (e = *b; e; e = e->next)
+		if (strcmp(e->site, site) == 0)
+			break;
+	if (e == NULL) {
+		e = xcalloc(1, sizeof(*e));
+		e->site = xstrdup(site);
+		e->next = *b;
+		*b = e;
+	} else if (e->expires_ms >= expires_ms && e->expires_ms > now_ms())
+		return false;
+	e->expires_ms = expires_ms;
+	return true;
+}
+
+/* Forget what was sent (reload: limits and routes may have changed). */
+void
+queue_route_reset(void)
+{
+	if (sent_mx == NULL)
+		return;
+	for (int i = 0; i < SENT_BUCKETS; i++)
+		for (struct sent_mx *e = sent_mx[i], *n; e; e = n) {
+			n = e->next;
+			free(e->site);
+			free(e);
+		}
+	free(sent_mx);
+	sent_mx = NULL;
 }
 
 static int
@@ -497,12 +551,15 @@ route_resolved(const struct dns_result *res, void *arg)
 	struct site_ticket *t = xcalloc(1, sizeof(*t));
 	t->r = r;
 	t->domain = rc->domain;
-	t->mx = *res;
 	t->is_route = rc->lim.has_route;
 	t->source = xstrdup(pick_source(r->msg));
 	if (rc->lim.has_route) {
-		t->site = xasprintf("route:%s:%u", rc->lim.route.host,
-		    rc->lim.route.port ? rc->lim.route.port : (unsigned)rc->lim.smtp_port);
+		/* domains with their own block keep their own queue and limits */
+		if (conf_domain(conf, rc->domain) != NULL)
+			t->site = xstrdup(rc->domain);
+		else
+			t->site = xasprintf("route:%s:%u", rc->lim.route.host,
+			    rc->lim.route.port ? rc->lim.route.port : (unsigned)rc->lim.smtp_port);
 	} else {
 		const struct config *c = conf;
 		const struct provider_conf *prov = NULL;
@@ -535,6 +592,10 @@ route_resolved(const struct dns_result *res, void *arg)
 		}
 	}
 	free(rc);
+	if (mx_needs_send(t->site, res->expires_ms)) {
+		t->mx = xmalloc(sizeof(*t->mx));
+		*t->mx = *res;
+	}
 	site_submit(t);
 }
 

@@ -86,6 +86,8 @@ void sched_at(struct qrcpt *r, int64_t due_ms);
  * Runs on any worker.
  */
 void queue_route(struct qrcpt *r);
+/* Forget which DNS answers this worker sent to sites (reload, exit). */
+void queue_route_reset(void);
 
 /*
  * The result of an attempt for r (on the site owner's worker): 2xx =

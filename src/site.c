@@ -161,10 +161,14 @@ site_limits_refresh(struct site *s)
 				prov = &c->providers[i];
 	}
 	s->prov = prov;
+	struct rate msg = s->lim.max_msg_rate, con = s->lim.max_connect_rate;
 	conf_limits(c, s->domain, prov, &s->lim);
+	/* a bucket keeps its tokens unless its rate changed */
 	for (struct lane *l = s->lanes; l; l = l->next) {
-		tbucket_init(&l->msg_rate, &s->lim.max_msg_rate);
-		tbucket_init(&l->conn_rate, &s->lim.max_connect_rate);
+		if (memcmp(&msg, &s->lim.max_msg_rate, sizeof(msg)) != 0)
+			tbucket_init(&l->msg_rate, &s->lim.max_msg_rate);
+		if (memcmp(&con, &s->lim.max_connect_rate, sizeof(con)) != 0)
+			tbucket_init(&l->conn_rate, &s->lim.max_connect_rate);
 	}
 }
 
@@ -236,8 +240,11 @@ site_accept(void *arg)
 		log_debug("event=site-new site=%s domain=%s worker=%d", s->name, s->domain, w->idx);
 	}
 	/* the freshest DNS answer wins */
-	if (t->mx.nhosts > 0)
-		s->mx = t->mx;
+	if (t->mx != NULL) {
+		if (t->mx->nhosts > 0)
+			s->mx = *t->mx;
+		free(t->mx);
+	}
 	struct lane *l = lane_get(s, t->source);
 	struct qrcpt *r = t->r;
 	if (r->msg->sm.priority > 0) {

@@ -60,7 +60,7 @@ struct site_ticket {
 	char *site;                    /* site name */
 	char *domain;
 	const struct provider_conf *prov;
-	struct dns_result mx;          /* copy */
+	struct dns_result *mx;         /* fresh targets, or NULL: the site's are current */
 	bool is_route;
 	char *source;                  /* chosen source name */
 	struct qrcpt *r;

@@ -83,25 +83,42 @@ reconfigure_worker(void *arg)
 {
 	struct worker *w = worker_self();
 	dns_flush(w->dns);
+	queue_route_reset();
 	sites_reconfigure(w);
+}
+
+static bool
+str_changed(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
 }
 
 static int
 do_reload(char *err, size_t errlen)
 {
 	const struct config *old = conf;
-	struct config *c = conf_load(config_path, err, errlen);
+	struct config *c;
 
+	/* SIGHUP is also logrotate's signal: reopen first, whatever follows */
+	log_reopen();
+	acct_reopen();
+	c = conf_load(config_path, err, errlen);
 	if (c == NULL) {
-		log_err("event=reload-failed errors=\"%s\"", err);
+		log_err("event=reload-failed msg=\"keeping the running config\" errors=\"%s\"", err);
 		return -1;
 	}
 	if (strcmp(c->spool, old->spool) != 0)
 		log_warnx("event=reload-ignored directive=spool msg=\"spool changes need a restart\"");
+	if (c->has_resolver != old->has_resolver ||
+	    (c->has_resolver && (strcmp(c->resolver.host, old->resolver.host) != 0 ||
+	    c->resolver.port != old->resolver.port)))
+		log_warnx("event=reload-ignored directive=resolver msg=\"resolver changes need a restart\"");
+	if (str_changed(c->log, old->log) && log_open(c->log, (enum log_level)c->log_level) < 0)
+		log_warn("event=log-open-failed path=%s", c->log);
+	if (str_changed(c->accounting, old->accounting) && acct_open(c->accounting) < 0)
+		log_warn("event=accounting-open-failed path=%s", c->accounting);
 	conf_install(c);
 	log_set_level(opt_debug ? LOG_DEBUG : (enum log_level)c->log_level);
-	log_reopen();
-	acct_reopen();
 	if (smtp_server_reload(c, err, errlen) < 0)
 		log_warnx("event=reload-listeners-failed err=\"%s\"", err);
 	smtp_client_tls_init(err, errlen);
@@ -282,7 +299,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "sluiced: cannot open log %s: %s\n", c->log, strerror(errno));
 		return 1;
 	}
-	log_to_stderr(opt_debug || foreground);
+	/* startup problems reach the terminal; after that only -d echoes */
+	log_to_stderr(true);
 	if (acct_open(c->accounting) < 0)
 		fatal("event=fatal msg=\"cannot open accounting log %s\" err=\"%s\"", c->accounting, strerror(errno));
 	signal(SIGPIPE, SIG_IGN);
@@ -293,14 +311,15 @@ main(int argc, char **argv)
 		fatal("event=fatal msg=\"cannot listen\" err=\"%s\"", err);
 	if (smtp_client_tls_init(err, sizeof(err)) < 0)
 		fatal("event=fatal msg=\"client TLS\" err=\"%s\"", err);
-	control_reload_fn = reload_from_control;
-	if (control_start(c, err, sizeof(err)) < 0)
-		fatal("event=fatal msg=\"control socket\" err=\"%s\"", err);
-	drop_privileges(c);
+	/* threads do not survive fork: daemonize before any is started */
 	if (!foreground)
 		daemonize();
 	if (c->pidfile && write_pidfile(c->pidfile) < 0)
 		log_warn("event=pidfile-failed path=%s", c->pidfile);
+	control_reload_fn = reload_from_control;
+	if (control_start(c, err, sizeof(err)) < 0)
+		fatal("event=fatal msg=\"control socket\" err=\"%s\"", err);
+	drop_privileges(c);
 
 	main_base = event_base_new();
 	struct event *ev_hup = evsignal_new(main_base, SIGHUP, on_hup, NULL);
@@ -319,6 +338,7 @@ main(int argc, char **argv)
 	queue_load_spool(c->spool);
 	log_info("event=started version=%s pid=%ld workers=%d config=%s", PACKAGE_VERSION,
 	    (long)getpid(), n, c->path);
+	log_to_stderr(opt_debug);
 
 	event_base_dispatch(main_base);
 

@@ -431,10 +431,11 @@ spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen)
 	memset(m, 0, sizeof(*m));
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot open: %s", strerror(errno));
-		return -1;
+		return -2;
 	}
 	if (fstat(fd, &st) < 0) {
 		snprintf(err, errlen, "cannot stat: %s", strerror(errno));
+		rc = -2;
 		goto out;
 	}
 	/* read until the header's blank line */
@@ -448,6 +449,7 @@ spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen)
 			if (errno == EINTR)
 				continue;
 			snprintf(err, errlen, "read error: %s", strerror(errno));
+			rc = -2;
 			goto out;
 		}
 		have += (size_t)r;
@@ -473,6 +475,12 @@ spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen)
 	size_t tlen = (size_t)(st.st_size - tail);
 	char *t = xmalloc(tlen + 1);
 	ssize_t r = pread(fd, t, tlen, tail);
+	if (r < 0) {
+		snprintf(err, errlen, "read error: %s", strerror(errno));
+		free(t);
+		rc = -2;
+		goto out;
+	}
 	if (r < (ssize_t)(sizeof(end_marker) - 1) || memcmp(t, end_marker, sizeof(end_marker) - 1) != 0) {
 		snprintf(err, errlen, "partial file (no END marker)");
 		free(t);
@@ -483,7 +491,7 @@ spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen)
 	free(t);
 	rc = 0;
 out:
-	if (rc < 0)
+	if (rc != 0)
 		spool_msg_free(m);
 	free(buf);
 	close(fd);

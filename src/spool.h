@@ -77,8 +77,9 @@ int spool_write(const char *dir, struct spool_msg *m, const struct iovec *iov, i
 char *spool_format_header(const struct spool_msg *m, size_t *len);
 
 /*
- * Read a message's envelope and status records (not the body). Returns 0,
- * or -1 with err set: a partial file (no END marker) or a corrupt one.
+ * Read a message's envelope and status records (not the body). Returns 0;
+ * -1 with err set for a partial file (no END marker) or a corrupt one,
+ * which may be removed; -2 for an I/O error (open, read), which must not.
  */
 int spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen);
 void spool_msg_free(struct spool_msg *m);   /* frees members, not m */

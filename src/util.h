@@ -77,7 +77,8 @@ uint64_t hash_str(const char *s);
 /* Glob with '*' only, case-insensitive ("*.google.com"). */
 bool glob_match(const char *pattern, const char *s);
 
-/* 128 random bits as 26 base32 chars + NUL: queue ids and tokens. */
+/* Queue ids: 26 base32 chars + NUL, a 40-bit millisecond time prefix
+ * (ids sort by arrival) then 90 random bits. */
 void random_id(char out[27]);
 /* Cryptographically random bytes (OpenSSL); aborts on failure. */
 void random_bytes(void *buf, size_t n);

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# make bench: sluiced next to its peers through the shared harness
+# (../shared/bench/run.sh), same injector, sink, counters and CPU accounting.
+#   SYSTEMS   what to run (default: loopback, sluiced unsigned and DKIM, postfix, postfix-dkim, haraka, haraka-dkim)
+#   N SIZE    messages and body size (default 20000 8192)
+# Results: one line per system on stdout, TSV and logs under /tmp/peerbench/results.
+set -euo pipefail
+srcdir=${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
+builddir=${builddir:-$srcdir/build}
+harness=${BENCH_HARNESS:-$srcdir/../shared/bench/run.sh}
+[ -x "$harness" ] || { echo "bench: harness not found at $harness (set BENCH_HARNESS)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "bench: run as root (the harness uses cgroups)" >&2; exit 1; }
+N=${N:-20000}
+SIZE=${SIZE:-8192}
+export SLUICED=$builddir/sluiced
+start="$srcdir/tests/bench/sluiced-bench.sh"
+peers=${SYSTEMS:-"loopback postfix postfix-dkim haraka haraka-dkim"}
+
+run_custom() {  # run_custom NAME DKIM
+	CUSTOM_NAME=$1 CUSTOM_DKIM=$2 BENCH_DKIM=$2 SYSTEMS=custom \
+	    CUSTOM_START="$start" "$harness" "$N" "$SIZE"
+}
+echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores; N=$N SIZE=$SIZE"
+run_custom sluiced 0
+run_custom sluiced-dkim 1
+[ -n "$peers" ] && SYSTEMS="$peers" "$harness" "$N" "$SIZE"
