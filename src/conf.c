@@ -198,7 +198,7 @@ static const struct directive table[] = {
 	  "NAME", "EHLO name for this source (should match the address's PTR). Default: hostname." },
 
 	/* pool */
-	{ "source", CX_POOL, T_CUSTOM, -1, 0, NULL, 0, 0, NULL, -1, d_pool_source,
+	{ "source", CX_POOL, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_pool_source,
 	  "NAME [weight N]", "A member source and its weight (default 1)." },
 	{ "sender-domain", CX_POOL, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_sender_domain,
 	  "DOMAIN[,DOMAIN...]", "Messages from these sender domains use this pool unless told otherwise." },
@@ -851,6 +851,13 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 			while (nargs < d->nargs && i < n && t[i].brace != '{' &&
 			    t[i].brace != '}' && t[i].line == line)
 				args[nargs++] = t[i++].s;
+			/* optional "weight N" after a pool's source name */
+			if (d->fn == d_pool_source && nargs == 1 && i + 1 < n && t[i].line == line &&
+			    !t[i].brace && strcmp(t[i].s, "weight") == 0) {
+				args[nargs++] = t[i++].s;
+				if (i < n && t[i].line == line && !t[i].brace)
+					args[nargs++] = t[i++].s;
+			}
 			if (nargs < d->nargs) {
 				perr(ps, line, "%s: expected %s", d->name, d->args);
 				while (i < n && t[i].line == line && t[i].brace != '}' && t[i].brace != '{')

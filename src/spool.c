@@ -405,10 +405,11 @@ apply_records(struct spool_msg *m, char *p, char *err, size_t errlen)
 	char *save = NULL;
 
 	for (char *line = strtok_r(p, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		int idx, state, attempts;
+		int idx, state, attempts, end = 0;
 		int64_t next;
-		if (sscanf(line, "S %d %d %d %" SCNd64, &idx, &state, &attempts, &next) != 4)
-			continue;       /* a torn last record: ignore it */
+		if (sscanf(line, "S %d %d %d %" SCNd64 "%n", &idx, &state, &attempts, &next, &end) != 4 ||
+		    line[end] != '\0')
+			continue;       /* a damaged record: ignore it */
 		if (idx < 0 || idx >= m->nrcpt || state < RS_QUEUED || state > RS_DELETED)
 			continue;
 		m->rcpts[idx].state = (uint8_t)state;
@@ -487,6 +488,9 @@ spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen)
 		goto out;
 	}
 	t[r] = '\0';
+	/* a record torn by a crash (no final newline) is not applied */
+	char *nl = strrchr(t + sizeof(end_marker) - 1, '\n');
+	*(nl ? nl + 1 : t + sizeof(end_marker) - 1) = '\0';
 	apply_records(m, t + sizeof(end_marker) - 1, err, errlen);
 	free(t);
 	rc = 0;

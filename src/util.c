@@ -254,7 +254,7 @@ parse_rate(const char *s, struct rate *out, const char **err)
 			return -1;
 		p = u;
 	}
-	if (*p == '\0' || unit_ms(p, &mul) < 0)
+	if (*p == '\0' || unit_ms(p, &mul) < 0 || per > (uint64_t)(INT64_MAX / mul))
 		return -1;
 	out->count = n;
 	out->per_ms = (int64_t)per * mul;
@@ -424,7 +424,7 @@ str_iprefix(const char *s, const char *prefix)
 uint64_t
 hash_str(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
+	uint64_t h = 14695981039346656037ULL;
 
 	for (; *s; s++) {
 		h ^= (uint8_t)tolower((unsigned char)*s);
