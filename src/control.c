@@ -1,1 +1,2041 @@
-/* control: being written */
+/*
+ * control: the HTTP/1.1 + JSON API on the control socket.
+ *
+ * evhttp runs on its own thread and event_base. Everything that belongs to
+ * a worker (sites, injection) runs on that worker: a request becomes a
+ * `struct ctl_call`, is posted to the workers with worker_post(), gathers
+ * their answers under the call's lock, and when the last worker is done the
+ * call is posted back to the control base with event_base_once(), where the
+ * reply is written. An evhttp_request is only ever touched on the control
+ * thread; when its connection closes first, the call forgets it and the
+ * answer is dropped.
+ *
+ * Promises: every reply is JSON; errors are
+ * {"error":{"code":"...","message":"..."}} with a 4xx/5xx status. The socket
+ * is created mode 0660; a stale socket is replaced, a live one is not.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/thread.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "conf.h"
+#include "control.h"
+#include "inject.h"
+#include "log.h"
+#include "queue.h"
+#include "site.h"
+#include "smtp_parse.h"
+#include "spool.h"
+#include "util.h"
+#include "worker.h"
+
+#define CTL_MAX_RCPTS     10000            /* recipients per POST /v1/messages */
+#define CTL_DEFAULT_MSGSZ (50ULL << 20)    /* when no listener sets max-message-size */
+#define CTL_HTTP_TIMEOUT  120              /* seconds of silence before evhttp drops a client */
+#define CTL_MAX_SEGS      8                /* path segments we look at */
+
+int (*control_reload_fn)(char *err, size_t errlen);
+
+enum call_op { OP_SITES, OP_SITE, OP_QUEUE, OP_SUSPEND, OP_RESUME, OP_BOUNCE, OP_INJECT };
+
+/*
+ * One request that needs the workers. Created and finished on the control
+ * thread; the fields under "gathered" are written by workers under `lock`.
+ */
+struct ctl_call {
+	enum call_op op;
+	bool posted;                   /* handed back to the control base (post_lock) */
+	struct evhttp_request *req;    /* NULL once the client went away */
+	struct evhttp_connection *evcon;
+	TAILQ_ENTRY(ctl_call) link;
+
+	/* parameters, read-only once posted */
+	char *name;                    /* site name */
+	int64_t until_ms;              /* suspend */
+	char *reason;                  /* suspend, bounce */
+
+	/* gathered */
+	pthread_mutex_t lock;
+	int pending;                   /* workers still to answer */
+	json_t *items;                 /* site objects */
+	long count;                    /* bounced recipients */
+	int64_t oldest_ms;             /* oldest message waiting at a site, 0 = none */
+
+	/* inject */
+	struct inject *in;
+	int code;
+	char reply[256];
+	char id[QID_LEN + 1];
+	json_t *to;                    /* the recipients' addresses */
+	json_t *rcpts;
+};
+TAILQ_HEAD(ctl_call_list, ctl_call);
+
+static struct {
+	struct event_base *base;
+	struct evhttp *http;
+	struct event *stop_ev;         /* activated by control_stop: breaks the loop */
+	atomic_bool stopping;
+	pthread_t thread;
+	bool started;
+	char *path;                    /* socket path, to unlink at stop */
+	int64_t started_ms;
+	struct ctl_call_list calls;    /* waiting for workers (post_lock) */
+	atomic_uint next_worker;       /* round robin for injections */
+} ctl;
+
+/*
+ * Workers post answers back only while the control base is alive; the lock
+ * also guards ctl.calls so that control_stop can tell which calls it must
+ * free (posted back, never to run) from those a worker will free.
+ */
+static pthread_mutex_t post_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct event_base *post_base;
+
+/* ---------------------------------------------------------------- replies */
+
+static const char *
+status_reason(int code)
+{
+	switch (code) {
+	case 200: return "OK";
+	case 202: return "Accepted";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Entity";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default:  return code < 400 ? "OK" : "Error";
+	}
+}
+
+/* Send body (taken) with status code. */
+static void
+reply_json(struct evhttp_request *req, int code, json_t *body)
+{
+	struct evbuffer *out = evbuffer_new();
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+	json_decref(body);
+	if (out == NULL)
+		fatal("control: out of memory");
+	if (text == NULL) {
+		/* a json_pack() failed: a bug, but the client still gets JSON */
+		log_warnx("event=control-json-failed status=%d", code);
+		code = 500;
+		text = xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode the reply\"}}");
+	}
+	evbuffer_add(out, text, strlen(text));
+	evbuffer_add(out, "\n", 1);
+	free(text);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/json");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Cache-Control", "no-store");
+	evhttp_send_reply(req, code, status_reason(code), out);
+	evbuffer_free(out);
+}
+
+static json_t *json_text(const char *s);
+static void reply_error(struct evhttp_request *req, int status, const char *code,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+reply_error(struct evhttp_request *req, int status, const char *code,
+    const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	reply_json(req, status, json_pack("{s:{s:s,s:o}}", "error",
+	    "code", code, "message", json_text(msg)));
+}
+
+static json_t *
+json_time(int64_t ms)
+{
+	char buf[64];
+
+	if (ms <= 0)
+		return json_null();
+	fmt_time3339(buf, sizeof(buf), ms);
+	return json_string(buf);
+}
+
+/* json_string for possibly NULL or non-UTF-8 text (replaced byte-wise). */
+static json_t *
+json_text(const char *s)
+{
+	json_t *j;
+	char *copy;
+
+	if (s == NULL)
+		return json_null();
+	if ((j = json_string(s)) != NULL)
+		return j;
+	copy = xstrdup(s);
+	for (char *p = copy; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j ? j : json_null();
+}
+
+/* ---------------------------------------------------------------- bodies */
+
+/*
+ * The request body as a JSON object. An empty body is {} when `optional`.
+ * On failure the error reply is sent and NULL returned.
+ */
+static json_t *
+body_object(struct evhttp_request *req, bool optional)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	const char *data;
+	json_error_t jerr;
+	json_t *j;
+
+	if (len == 0) {
+		if (optional)
+			return json_object();
+		reply_error(req, 400, "bad_request", "a JSON object is required");
+		return NULL;
+	}
+	data = (const char *)evbuffer_pullup(in, -1);
+	j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (j == NULL) {
+		reply_error(req, 400, "bad_json", "invalid JSON at line %d column %d: %s",
+		    jerr.line, jerr.column, jerr.text);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		reply_error(req, 400, "bad_json", "the body must be a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+/* A string member: NULL when absent; -1 (with reply sent) when not a string. */
+static int
+member_str(struct evhttp_request *req, json_t *obj, const char *key, const char **out)
+{
+	json_t *v = json_object_get(obj, key);
+
+	*out = NULL;
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+		reply_error(req, 400, "bad_request", "\"%s\" must be a string without NUL", key);
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- calls */
+
+static struct ctl_call *
+call_new(struct evhttp_request *req, enum call_op op)
+{
+	struct ctl_call *cc = xcalloc(1, sizeof(*cc));
+
+	cc->op = op;
+	cc->req = req;
+	cc->evcon = evhttp_request_get_connection(req);
+	cc->items = json_array();
+	pthread_mutex_init(&cc->lock, NULL);
+	pthread_mutex_lock(&post_lock);
+	TAILQ_INSERT_TAIL(&ctl.calls, cc, link);
+	pthread_mutex_unlock(&post_lock);
+	return cc;
+}
+
+static void
+call_free(struct ctl_call *cc)
+{
+	pthread_mutex_destroy(&cc->lock);
+	json_decref(cc->items);
+	json_decref(cc->rcpts);
+	json_decref(cc->to);
+	if (cc->in != NULL)
+		inject_free(cc->in);
+	free(cc->name);
+	free(cc->reason);
+	free(cc);
+}
+
+static void call_done(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * From a worker: the call is complete, hand it to the control thread. When
+ * control is stopping the answer has nowhere to go; the worker frees it
+ * (control_stop has already dropped every request).
+ */
+static void
+call_post(struct ctl_call *cc)
+{
+	bool stopping, posted = false;
+
+	pthread_mutex_lock(&post_lock);
+	stopping = post_base == NULL;
+	if (!stopping && event_base_once(post_base, -1, EV_TIMEOUT, call_done, cc, NULL) == 0)
+		posted = cc->posted = true;
+	else
+		TAILQ_REMOVE(&ctl.calls, cc, link);
+	pthread_mutex_unlock(&post_lock);
+	/* once posted, cc belongs to the control thread: do not touch it */
+	if (!posted) {
+		if (!stopping)
+			log_warnx("event=control-post-failed op=%d", (int)cc->op);
+		call_free(cc);
+	}
+}
+
+/* From a worker: add its site objects (taken); the last one posts back. */
+static void
+call_gather(struct ctl_call *cc, json_t *local, long count, int64_t oldest_ms)
+{
+	bool last;
+
+	pthread_mutex_lock(&cc->lock);
+	if (local != NULL)
+		json_array_extend(cc->items, local);
+	cc->count += count;
+	if (oldest_ms > 0 && (cc->oldest_ms == 0 || oldest_ms < cc->oldest_ms))
+		cc->oldest_ms = oldest_ms;
+	last = --cc->pending == 0;
+	pthread_mutex_unlock(&cc->lock);
+	json_decref(local);
+	if (last)
+		call_post(cc);
+}
+
+/* Post fn(cc) to every worker. */
+static void
+call_all_workers(struct ctl_call *cc, worker_fn fn)
+{
+	int n = nworkers;
+
+	cc->pending = n;
+	for (int i = 0; i < n; i++)
+		worker_post(workers[i], fn, cc);
+}
+
+/* The client of a waiting call hung up: forget its request. */
+static void
+conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct ctl_call *cc;
+
+	pthread_mutex_lock(&post_lock);
+	TAILQ_FOREACH(cc, &ctl.calls, link)
+		if (cc->evcon == evcon) {
+			cc->req = NULL;
+			cc->evcon = NULL;
+		}
+	pthread_mutex_unlock(&post_lock);
+}
+
+/* ---------------------------------------------------------------- sites (on workers) */
+
+static const char *
+tls_name(enum tls_mode m)
+{
+	switch (m) {
+	case TLS_NONE:          return "none";
+	case TLS_OPPORTUNISTIC: return "opportunistic";
+	case TLS_REQUIRED:      return "required";
+	case TLS_VERIFY:        return "verify";
+	}
+	return "?";
+}
+
+static json_t *
+json_duration(int64_t ms)
+{
+	char buf[64];
+
+	fmt_duration(buf, sizeof(buf), ms);
+	return json_string(buf);
+}
+
+static json_t *
+json_rate(const struct rate *r)
+{
+	char buf[64];
+
+	if (r->count == 0)
+		return json_string("unlimited");
+	fmt_rate(buf, sizeof(buf), r);
+	return json_string(buf);
+}
+
+/* The effective value of limit i, as the config would spell it. */
+static json_t *
+limit_value(const struct site_limits *l, enum limit_idx i)
+{
+	char buf[600];
+	size_t off = 0;
+
+	switch (i) {
+	case L_MAX_SMTP_OUT:       return json_integer(l->max_smtp_out);
+	case L_MAX_MSG_PER_CONN:   return json_integer(l->max_msg_per_conn);
+	case L_MAX_RCPT_PER_MSG:   return json_integer(l->max_rcpt_per_msg);
+	case L_MAX_MSG_RATE:       return json_rate(&l->max_msg_rate);
+	case L_MAX_CONNECT_RATE:   return json_rate(&l->max_connect_rate);
+	case L_RETRY_AFTER:
+		buf[0] = '\0';
+		for (int k = 0; k < l->nretry && k < MAX_RETRY_STEPS && off < sizeof(buf) - 32; k++) {
+			if (k > 0)
+				buf[off++] = ',';
+			fmt_duration(buf + off, sizeof(buf) - off, l->retry_after[k]);
+			off += strlen(buf + off);
+		}
+		return json_string(buf);
+	case L_BOUNCE_AFTER:       return json_duration(l->bounce_after);
+	case L_MX_ROLLUP:          return json_boolean(l->mx_rollup);
+	case L_TLS:                return json_string(tls_name(l->tls));
+	case L_ROUTE:
+		if (!l->has_route)
+			return json_null();
+		if (l->route.port != 0)
+			snprintf(buf, sizeof(buf), "[%s]:%u", l->route.host, (unsigned)l->route.port);
+		else
+			snprintf(buf, sizeof(buf), "[%s]", l->route.host);
+		return json_text(buf);
+	case L_ROUTE_AUTH:         return json_text(l->route_user);  /* never the password */
+	case L_CONNECT_TIMEOUT:    return json_duration(l->connect_timeout);
+	case L_GREETING_TIMEOUT:   return json_duration(l->greeting_timeout);
+	case L_EHLO_TIMEOUT:       return json_duration(l->ehlo_timeout);
+	case L_MAIL_TIMEOUT:       return json_duration(l->mail_timeout);
+	case L_RCPT_TIMEOUT:       return json_duration(l->rcpt_timeout);
+	case L_DATA_TIMEOUT:       return json_duration(l->data_timeout);
+	case L_DATA_BLOCK_TIMEOUT: return json_duration(l->data_block_timeout);
+	case L_DOT_TIMEOUT:        return json_duration(l->dot_timeout);
+	case L_IDLE_TIMEOUT:       return json_duration(l->idle_timeout);
+	case L_SMTP_PORT: {
+		const struct config *c = conf;
+		return json_integer(l->smtp_port != 0 ? l->smtp_port : (c ? c->smtp_port : 25));
+	}
+	case L_COUNT:
+		break;
+	}
+	return json_null();
+}
+
+static json_t *
+limits_json(const struct site_limits *l)
+{
+	json_t *o = json_object();
+
+	for (int i = 0; i < L_COUNT; i++) {
+		const char *name = conf_limit_name((enum limit_idx)i);
+		const char *origin = l->origin[i];
+
+		if (name == NULL)
+			continue;
+		json_object_set_new(o, name, json_pack("{s:o,s:s}",
+		    "value", limit_value(l, (enum limit_idx)i),
+		    "origin", origin != NULL ? origin : "default"));
+	}
+	return o;
+}
+
+static json_t *
+mx_json(const struct dns_result *mx)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; i < mx->nhosts && i < DNS_MAX_HOSTS; i++) {
+		const struct dns_host *h = &mx->hosts[i];
+		json_t *addrs = json_array();
+
+		for (int k = 0; k < h->naddrs && k < DNS_MAX_ADDRS; k++) {
+			char ip[INET6_ADDRSTRLEN] = "?";
+			const struct sockaddr_storage *ss = &h->addrs[k];
+
+			if (ss->ss_family == AF_INET)
+				inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof(ip));
+			else if (ss->ss_family == AF_INET6)
+				inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof(ip));
+			json_array_append_new(addrs, json_string(ip));
+		}
+		json_array_append_new(a, json_pack("{s:o,s:i,s:o}", "host", json_text(h->name),
+		    "pref", (int)h->pref, "addrs", addrs));
+	}
+	return a;
+}
+
+/* Creation time of the oldest message in the site's ready queues, 0 = none. */
+static int64_t
+site_oldest(const struct site *s)
+{
+	int64_t oldest = 0;
+	const struct qrcpt *r;
+
+	for (const struct lane *l = s->lanes; l != NULL; l = l->next)
+		TAILQ_FOREACH(r, &l->ready, link)
+			if (oldest == 0 || r->msg->sm.created_ms < oldest)
+				oldest = r->msg->sm.created_ms;
+	return oldest;
+}
+
+static bool
+site_is_suspended(const struct site *s, int64_t now)
+{
+	return s->suspended_until != 0 && s->suspended_until > now;
+}
+
+/* A site as JSON; `full` adds limits, MX hosts and lanes. On its owner. */
+static json_t *
+site_json(struct site *s, bool full, int64_t oldest)
+{
+	int64_t now = now_ms();
+	bool susp = site_is_suspended(s, now);
+	json_t *o = json_object();
+
+	json_object_set_new(o, "name", json_text(s->name));
+	json_object_set_new(o, "domain", json_text(s->domain));
+	json_object_set_new(o, "worker", json_integer(s->owner ? s->owner->idx : -1));
+	json_object_set_new(o, "queued", json_integer(site_queued(s)));
+	json_object_set_new(o, "connections", json_integer(site_connections(s)));
+	json_object_set_new(o, "oldest", json_time(oldest));
+	json_object_set_new(o, "suspended", json_boolean(susp));
+	json_object_set_new(o, "suspended_until",
+	    susp && s->suspended_until != INT64_MAX ? json_time(s->suspended_until) : json_null());
+	json_object_set_new(o, "suspend_reason", susp ? json_text(s->suspend_reason) : json_null());
+	json_object_set_new(o, "last_error", json_text(s->last_error));
+	json_object_set_new(o, "last_error_time", json_time(s->last_error_ms));
+	if (!full)
+		return o;
+
+	json_object_set_new(o, "route", json_boolean(s->is_route));
+	json_object_set_new(o, "provider", s->prov ? json_text(s->prov->name) : json_null());
+	json_object_set_new(o, "limits", limits_json(&s->lim));
+	json_object_set_new(o, "mx", mx_json(&s->mx));
+	if (s->mx.status != DNS_OK)
+		json_object_set_new(o, "mx_error", json_text(s->mx.errmsg));
+
+	json_t *lanes = json_array();
+	for (struct lane *l = s->lanes; l != NULL; l = l->next)
+		json_array_append_new(lanes, json_pack("{s:o,s:I,s:i,s:I,s:I,s:I}",
+		    "source", json_text(l->source), "ready", (json_int_t)l->nready,
+		    "connections", l->nconn, "delivered", (json_int_t)l->delivered,
+		    "transient", (json_int_t)l->transient, "bounced", (json_int_t)l->bounced));
+	json_object_set_new(o, "lanes", lanes);
+	return o;
+}
+
+struct collect {
+	json_t *arr;
+	bool full;
+	int64_t oldest_ms;
+};
+
+static void
+collect_site(struct site *s, void *arg)
+{
+	struct collect *col = arg;
+	int64_t oldest = site_oldest(s);
+
+	if (oldest > 0 && (col->oldest_ms == 0 || oldest < col->oldest_ms))
+		col->oldest_ms = oldest;
+	json_array_append_new(col->arr, site_json(s, col->full, oldest));
+}
+
+/* On each worker: list its sites (OP_SITES full, OP_QUEUE summary). */
+static void
+w_list_sites(void *arg)
+{
+	struct ctl_call *cc = arg;
+	struct worker *w = worker_self();
+	struct collect col = { json_array(), cc->op == OP_SITES, 0 };
+
+	if (w != NULL)
+		site_foreach(w, collect_site, &col);
+	call_gather(cc, col.arr, 0, col.oldest_ms);
+}
+
+/* On each worker: act on the named site if this worker has it. */
+static void
+w_site_op(void *arg)
+{
+	struct ctl_call *cc = arg;
+	struct worker *w = worker_self();
+	struct site *s = w != NULL ? site_find(w, cc->name) : NULL;
+	json_t *local = NULL;
+	long count = 0;
+
+	if (s != NULL) {
+		switch (cc->op) {
+		case OP_SUSPEND:
+			site_suspend(s, cc->until_ms, cc->reason);
+			break;
+		case OP_RESUME:
+			site_resume(s);
+			break;
+		case OP_BOUNCE:
+			count = site_bounce_all(s, cc->reason);
+			break;
+		case OP_SITE: case OP_SITES: case OP_QUEUE: case OP_INJECT:
+			break;
+		}
+		local = json_array();
+		json_array_append_new(local, site_json(s, true, site_oldest(s)));
+	}
+	call_gather(cc, local, count, 0);
+}
+
+static int
+cmp_site(const void *a, const void *b)
+{
+	const char *x = json_string_value(json_object_get(*(json_t *const *)a, "name"));
+	const char *y = json_string_value(json_object_get(*(json_t *const *)b, "name"));
+
+	return strcmp(x ? x : "", y ? y : "");
+}
+
+/* items sorted by site name (a new array). */
+static json_t *
+sorted_sites(json_t *items)
+{
+	size_t n = json_array_size(items);
+	json_t **v = xcalloc(n + 1, sizeof(*v));
+	json_t *out = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_array_get(items, i);
+	qsort(v, n, sizeof(*v), cmp_site);
+	for (size_t i = 0; i < n; i++)
+		json_array_append(out, v[i]);
+	free(v);
+	return out;
+}
+
+/* ---------------------------------------------------------------- replies to calls */
+
+static const char *
+rcpt_state_name(int st)
+{
+	switch (st) {
+	case RS_QUEUED:    return "queued";
+	case RS_DELIVERED: return "delivered";
+	case RS_BOUNCED:   return "bounced";
+	case RS_EXPIRED:   return "expired";
+	case RS_DELETED:   return "deleted";
+	}
+	return "unknown";
+}
+
+static void
+finish_queue(struct ctl_call *cc)
+{
+	json_t *sites = sorted_sites(cc->items), *o = json_object(), *bysite = json_array();
+	long ready = 0, suspended = 0;
+	long recipients = atomic_load(&qstats.recipients);
+	long scheduled = atomic_load(&qstats.scheduled);
+	int64_t oldest = atomic_load(&qstats.oldest_ms);
+	int64_t now = now_ms();
+
+	/* qstats.oldest_ms is lazy; the ready queues are exact for what they hold */
+	if (cc->oldest_ms > 0 && (oldest <= 0 || cc->oldest_ms < oldest))
+		oldest = cc->oldest_ms;
+	size_t i;
+	json_t *s;
+
+	json_array_foreach(sites, i, s) {
+		json_int_t q = json_integer_value(json_object_get(s, "queued"));
+		bool susp = json_is_true(json_object_get(s, "suspended"));
+
+		ready += (long)q;
+		if (susp)
+			suspended += (long)q;
+		json_array_append_new(bysite, json_pack("{s:O,s:O,s:O,s:O,s:O}",
+		    "name", json_object_get(s, "name"), "queued", json_object_get(s, "queued"),
+		    "connections", json_object_get(s, "connections"),
+		    "suspended", json_object_get(s, "suspended"),
+		    "oldest", json_object_get(s, "oldest")));
+	}
+	json_decref(sites);
+	json_object_set_new(o, "messages", json_integer(atomic_load(&qstats.messages)));
+	json_object_set_new(o, "recipients", json_integer(recipients));
+	json_object_set_new(o, "by_state", json_pack("{s:I,s:I,s:I,s:I}",
+	    "scheduled", (json_int_t)scheduled,
+	    "ready", (json_int_t)ready,
+	    "in_flight", (json_int_t)MAX(0, recipients - scheduled - ready),
+	    "suspended", (json_int_t)suspended));
+	json_object_set_new(o, "oldest", oldest > 0 && recipients > 0 ? json_time(oldest) : json_null());
+	json_object_set_new(o, "oldest_age", oldest > 0 && recipients > 0 ?
+	    json_integer(MAX(0, (now - oldest) / 1000)) : json_null());
+	json_object_set_new(o, "sites", bysite);
+	reply_json(cc->req, 200, o);
+}
+
+static void
+finish_site_op(struct ctl_call *cc)
+{
+	json_t *site = json_array_get(cc->items, 0);
+	json_t *o;
+
+	if (site == NULL) {
+		reply_error(cc->req, 404, "not_found", "no such site: %s", cc->name);
+		return;
+	}
+	switch (cc->op) {
+	case OP_SITE:
+		reply_json(cc->req, 200, json_incref(site));
+		return;
+	case OP_BOUNCE:
+		o = json_pack("{s:o,s:I,s:O}", "site", json_text(cc->name),
+		    "bounced", (json_int_t)cc->count, "details", site);
+		break;
+	default:
+		o = json_pack("{s:o,s:O,s:O,s:O}", "site", json_text(cc->name),
+		    "suspended", json_object_get(site, "suspended"),
+		    "suspended_until", json_object_get(site, "suspended_until"),
+		    "details", site);
+		break;
+	}
+	reply_json(cc->req, 200, o);
+}
+
+static void
+finish_inject(struct ctl_call *cc)
+{
+	int status;
+	const char *code;
+
+	if (cc->code >= 200 && cc->code < 300) {
+		reply_json(cc->req, 202, json_pack("{s:s,s:o,s:o}", "id", cc->id,
+		    "recipients", cc->rcpts ? json_incref(cc->rcpts) : json_array(),
+		    "reply", json_text(cc->reply)));
+		return;
+	}
+	if (cc->code >= 500) {
+		status = 400;
+		code = "rejected";
+	} else {
+		status = 503;
+		code = "temporary_failure";
+	}
+	reply_json(cc->req, status, json_pack("{s:{s:s,s:o,s:i}}", "error", "code", code,
+	    "message", json_text(cc->reply), "smtp_code", cc->code));
+}
+
+/* On the control thread: a call is complete. */
+static void
+call_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl_call *cc = arg;
+	struct evhttp_request *req;
+
+	pthread_mutex_lock(&post_lock);
+	TAILQ_REMOVE(&ctl.calls, cc, link);
+	req = cc->req;
+	pthread_mutex_unlock(&post_lock);
+	if (req != NULL) {
+		switch (cc->op) {
+		case OP_SITES:
+			reply_json(cc->req, 200, json_pack("{s:o}", "sites", sorted_sites(cc->items)));
+			break;
+		case OP_QUEUE:
+			finish_queue(cc);
+			break;
+		case OP_SITE: case OP_SUSPEND: case OP_RESUME: case OP_BOUNCE:
+			finish_site_op(cc);
+			break;
+		case OP_INJECT:
+			finish_inject(cc);
+			break;
+		}
+	}
+	call_free(cc);
+}
+
+/* ---------------------------------------------------------------- handlers */
+
+typedef void (*handler_fn)(struct evhttp_request *req, char **params);
+
+static bool
+workers_running(void)
+{
+	int n = nworkers;
+
+	if (n <= 0 || workers == NULL)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (workers[i] == NULL)
+			return false;
+	return true;
+}
+
+static bool
+workers_ready(struct evhttp_request *req)
+{
+	if (workers_running())
+		return true;
+	reply_error(req, 503, "unavailable", "the delivery workers are not running");
+	return false;
+}
+
+static void
+h_status(struct evhttp_request *req, char **params)
+{
+	const struct config *c = conf;
+	int64_t now = now_ms();
+	json_t *o = json_object();
+
+	json_object_set_new(o, "version", json_string(PACKAGE_VERSION));
+	json_object_set_new(o, "pid", json_integer(getpid()));
+	json_object_set_new(o, "started", json_time(ctl.started_ms));
+	json_object_set_new(o, "uptime", json_integer((now - ctl.started_ms) / 1000));
+	json_object_set_new(o, "workers", json_integer(nworkers));
+	json_object_set_new(o, "hostname", json_text(c ? c->hostname : NULL));
+	json_object_set_new(o, "config", json_text(c ? c->path : NULL));
+	json_object_set_new(o, "spool", json_text(c ? c->spool : NULL));
+	json_object_set_new(o, "counters", json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	    "messages", (json_int_t)atomic_load(&qstats.messages),
+	    "recipients", (json_int_t)atomic_load(&qstats.recipients),
+	    "scheduled", (json_int_t)atomic_load(&qstats.scheduled),
+	    "received", (json_int_t)atomic_load(&qstats.received),
+	    "delivered", (json_int_t)atomic_load(&qstats.delivered),
+	    "transient", (json_int_t)atomic_load(&qstats.transient),
+	    "bounced", (json_int_t)atomic_load(&qstats.bounced),
+	    "expired", (json_int_t)atomic_load(&qstats.expired)));
+	reply_json(req, 200, o);
+}
+
+static void
+h_queue(struct evhttp_request *req, char **params)
+{
+	if (!workers_ready(req))
+		return;
+	call_all_workers(call_new(req, OP_QUEUE), w_list_sites);
+}
+
+static void
+h_sites(struct evhttp_request *req, char **params)
+{
+	if (!workers_ready(req))
+		return;
+	call_all_workers(call_new(req, OP_SITES), w_list_sites);
+}
+
+/* Sites are found by asking every worker: ownership is the workers' business. */
+static void
+site_call(struct evhttp_request *req, enum call_op op, const char *name,
+    int64_t until_ms, const char *reason)
+{
+	struct ctl_call *cc;
+
+	if (!workers_ready(req))
+		return;
+	cc = call_new(req, op);
+	cc->name = xstrdup(name);
+	cc->until_ms = until_ms;
+	cc->reason = reason ? xstrdup(reason) : NULL;
+	call_all_workers(cc, w_site_op);
+}
+
+static void
+h_site(struct evhttp_request *req, char **params)
+{
+	site_call(req, OP_SITE, params[0], 0, NULL);
+}
+
+static void
+h_suspend(struct evhttp_request *req, char **params)
+{
+	json_t *body = body_object(req, true);
+	const char *dur, *reason, *perr = NULL;
+	int64_t ms, until = INT64_MAX;
+
+	if (body == NULL)
+		return;
+	if (member_str(req, body, "duration", &dur) < 0 ||
+	    member_str(req, body, "reason", &reason) < 0)
+		goto out;
+	if (dur != NULL && *dur != '\0' && strcmp(dur, "forever") != 0) {
+		if (parse_duration(dur, &ms, &perr) < 0 || ms <= 0) {
+			reply_error(req, 400, "bad_request", "bad duration \"%s\": %s", dur,
+			    perr ? perr : "must be positive");
+			goto out;
+		}
+		until = now_ms() + ms;
+	}
+	site_call(req, OP_SUSPEND, params[0], until,
+	    reason && *reason ? reason : "suspended by operator");
+out:
+	json_decref(body);
+}
+
+static void
+h_resume(struct evhttp_request *req, char **params)
+{
+	site_call(req, OP_RESUME, params[0], 0, NULL);
+}
+
+static void
+h_bounce(struct evhttp_request *req, char **params)
+{
+	json_t *body = body_object(req, true);
+	const char *reason;
+
+	if (body == NULL)
+		return;
+	if (member_str(req, body, "reason", &reason) == 0)
+		site_call(req, OP_BOUNCE, params[0], 0, reason && *reason ? reason : NULL);
+	json_decref(body);
+}
+
+static json_t *
+message_json(struct qmsg *m)
+{
+	json_t *o = json_object(), *rcpts = json_array(), *meta = json_object();
+	const struct spool_msg *sm = &m->sm;
+
+	pthread_mutex_lock(&m->lock);
+	json_object_set_new(o, "id", json_text(sm->id));
+	json_object_set_new(o, "sender", json_text(sm->sender));
+	json_object_set_new(o, "created", json_time(sm->created_ms));
+	json_object_set_new(o, "size", json_integer((json_int_t)sm->body_len));
+	json_object_set_new(o, "priority", json_integer(sm->priority));
+	json_object_set_new(o, "pool", json_text(sm->pool));
+	json_object_set_new(o, "campaign", json_text(sm->campaign));
+	json_object_set_new(o, "envid", json_text(sm->envid));
+	json_object_set_new(o, "flags", json_pack("{s:b,s:b,s:b,s:b}",
+	    "8bitmime", (sm->flags & MF_8BITMIME) != 0, "smtputf8", (sm->flags & MF_SMTPUTF8) != 0,
+	    "dsn", (sm->flags & MF_DSN) != 0, "dkim_signed", (sm->flags & MF_SIGNED) != 0));
+	for (int i = 0; i < sm->nmeta; i++)
+		if (sm->meta[i].key != NULL)
+			json_object_set_new(meta, sm->meta[i].key, json_text(sm->meta[i].value));
+	json_object_set_new(o, "meta", meta);
+	json_object_set_new(o, "deleted", json_boolean(m->deleted));
+	for (int i = 0; i < sm->nrcpt; i++) {
+		const struct spool_rcpt *r = &sm->rcpts[i];
+
+		json_array_append_new(rcpts, json_pack("{s:o,s:s,s:i,s:o}",
+		    "address", json_text(r->addr), "state", rcpt_state_name(r->state),
+		    "attempts", (int)r->attempts,
+		    "next_attempt", r->state == RS_QUEUED && !m->deleted ?
+		        (r->next_ms > 0 ? json_time(r->next_ms) : json_string("now")) : json_null()));
+	}
+	pthread_mutex_unlock(&m->lock);
+	json_object_set_new(o, "recipients", rcpts);
+	return o;
+}
+
+static void
+h_message(struct evhttp_request *req, char **params)
+{
+	struct qmsg *m = queue_find(params[0]);
+
+	if (m == NULL) {
+		reply_error(req, 404, "not_found", "no such message in the queue: %s", params[0]);
+		return;
+	}
+	reply_json(req, 200, message_json(m));
+	qmsg_unref(m);
+}
+
+static void
+h_message_delete(struct evhttp_request *req, char **params)
+{
+	if (queue_delete(params[0]) != 0) {
+		reply_error(req, 404, "not_found", "no such message in the queue: %s", params[0]);
+		return;
+	}
+	reply_json(req, 200, json_pack("{s:o,s:b}", "id", json_text(params[0]), "deleted", 1));
+}
+
+static void
+h_reload(struct evhttp_request *req, char **params)
+{
+	char err[8192] = "";
+
+	if (control_reload_fn == NULL) {
+		reply_error(req, 503, "unavailable", "reload is not available");
+		return;
+	}
+	if (control_reload_fn(err, sizeof(err)) != 0) {
+		size_t n = strlen(err);
+		json_t *lines = json_array(), *message;
+
+		while (n > 0 && err[n - 1] == '\n')
+			err[--n] = '\0';
+		message = json_text(*err ? err : "reload failed");
+		for (char *p = err, *nl; *p != '\0'; p = nl + 1) {
+			if ((nl = strchr(p, '\n')) != NULL)
+				*nl = '\0';
+			json_array_append_new(lines, json_text(p));
+			if (nl == NULL)
+				break;
+		}
+		log_warnx("event=reload-failed by=control");
+		reply_json(req, 400, json_pack("{s:{s:s,s:o,s:o}}", "error", "code", "config_error",
+		    "message", message, "errors", lines));
+		return;
+	}
+	log_info("event=reloaded by=control");
+	reply_json(req, 200, json_pack("{s:b,s:o}", "reloaded", 1,
+	    "config", json_text(conf ? conf->path : NULL)));
+}
+
+/* ---------------------------------------------------------------- POST /v1/messages */
+
+static bool
+has_8bit(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return true;
+	return false;
+}
+
+static void
+b64_append(struct evbuffer *b, const unsigned char *s, size_t n)
+{
+	unsigned char out[4 * 48 / 3 + 1];
+
+	while (n > 0) {
+		size_t k = MIN(n, (size_t)48);
+		int len = EVP_EncodeBlock(out, s, (int)k);
+
+		evbuffer_add(b, out, (size_t)len);
+		s += k;
+		n -= k;
+	}
+}
+
+/*
+ * RFC 2047 encoded words for UTF-8 text, split at character boundaries so
+ * that every word stays within 75 characters; words are separated by a
+ * space, where the header folder may break the line.
+ */
+static void
+encoded_words(struct evbuffer *b, const char *s, size_t n)
+{
+	bool first = true;
+
+	while (n > 0) {
+		size_t k = MIN(n, (size_t)45);
+
+		while (k < n && k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
+			k--;
+		if (k == 0)
+			k = MIN(n, (size_t)45);
+		evbuffer_add_printf(b, "%s=?UTF-8?B?", first ? "" : " ");
+		b64_append(b, (const unsigned char *)s, k);
+		evbuffer_add(b, "?=", 2);
+		s += k;
+		n -= k;
+		first = false;
+	}
+}
+
+/* Header value text: as is when ASCII, else encoded words (unstructured fields). */
+static void
+header_text(struct evbuffer *b, const char *s)
+{
+	if (has_8bit(s, strlen(s)))
+		encoded_words(b, s, strlen(s));
+	else
+		evbuffer_add(b, s, strlen(s));
+}
+
+/*
+ * An address list: display names with non-ASCII become encoded words; the
+ * addresses are kept (a UTF-8 address needs SMTPUTF8, flagged by *utf8).
+ */
+static void
+header_addrs(struct evbuffer *b, const char *s, bool *utf8)
+{
+	const char *p = s;
+
+	if (!has_8bit(s, strlen(s))) {
+		evbuffer_add(b, s, strlen(s));
+		return;
+	}
+	while (*p != '\0') {
+		const char *start = p, *lt = NULL;
+		bool q = false;
+		int angle = 0;
+
+		for (; *p != '\0'; p++) {
+			if (*p == '"' && (p == start || p[-1] != '\\'))
+				q = !q;
+			else if (!q && *p == '<') {
+				angle++;
+				lt = p;
+			} else if (!q && *p == '>' && angle > 0)
+				angle--;
+			else if (!q && angle == 0 && *p == ',')
+				break;
+		}
+		const char *end = p;
+		while (start < end && isspace((unsigned char)*start))
+			start++;
+		while (end > start && isspace((unsigned char)end[-1]))
+			end--;
+		if (lt != NULL && lt >= start && has_8bit(start, (size_t)(lt - start))) {
+			const char *ps = start, *pe = lt;
+
+			while (pe > ps && isspace((unsigned char)pe[-1]))
+				pe--;
+			if (pe - ps >= 2 && *ps == '"' && pe[-1] == '"') {
+				ps++;
+				pe--;
+			}
+			encoded_words(b, ps, (size_t)(pe - ps));
+			evbuffer_add(b, " ", 1);
+			evbuffer_add(b, lt, (size_t)(end - lt));
+			if (has_8bit(lt, (size_t)(end - lt)))
+				*utf8 = true;
+		} else {
+			evbuffer_add(b, start, (size_t)(end - start));
+			if (has_8bit(start, (size_t)(end - start)))
+				*utf8 = true;
+		}
+		if (*p == ',') {
+			evbuffer_add(b, ", ", 2);
+			p++;
+		}
+	}
+}
+
+/*
+ * Write "Name: value" CRLF, folding at spaces so that lines stay near 78
+ * characters where the value allows it.
+ */
+static void
+header_fold(struct evbuffer *out, const char *name, const char *value, size_t vlen)
+{
+	size_t col = strlen(name) + 2, i = 0;
+
+	evbuffer_add_printf(out, "%s: ", name);
+	while (i < vlen) {
+		size_t j = i;
+
+		/* a word: the space(s) before it, then non-spaces */
+		while (j < vlen && value[j] == ' ')
+			j++;
+		while (j < vlen && value[j] != ' ')
+			j++;
+		if (i > 0 && col + (j - i) > 78 && value[i] == ' ') {
+			evbuffer_add(out, "\r\n", 2);
+			col = 0;
+		}
+		evbuffer_add(out, value + i, j - i);
+		col += j - i;
+		i = j;
+	}
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void
+header_add(struct evbuffer *out, const char *name, struct evbuffer *val)
+{
+	size_t n = evbuffer_get_length(val);
+	const char *v = (const char *)evbuffer_pullup(val, -1);
+
+	header_fold(out, name, v ? v : "", n);
+	evbuffer_drain(val, n);
+}
+
+static bool
+is_addr_header(const char *name)
+{
+	static const char *const names[] = { "From", "To", "Cc", "Reply-To", "Sender" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (strcasecmp(name, names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Quoted-printable (RFC 2045 6.7), line breaks in the text are hard breaks. */
+static void
+qp_append(struct evbuffer *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t col = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char enc[4];
+		size_t len;
+
+		if (c == '\n' || (c == '\r' && i + 1 < n && s[i + 1] == '\n')) {
+			if (c == '\r')
+				i++;
+			evbuffer_add(b, "\r\n", 2);
+			col = 0;
+			continue;
+		}
+		bool eol = i + 1 == n || s[i + 1] == '\n' || s[i + 1] == '\r';
+		if ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !eol)) {
+			enc[0] = (char)c;
+			len = 1;
+		} else {
+			enc[0] = '=';
+			enc[1] = hex[c >> 4];
+			enc[2] = hex[c & 15];
+			len = 3;
+		}
+		if (col + len > 75) {
+			evbuffer_add(b, "=\r\n", 3);
+			col = 0;
+		}
+		evbuffer_add(b, enc, len);
+		col += len;
+	}
+	evbuffer_add(b, "\r\n", 2);
+}
+
+static void
+b64_body(struct evbuffer *b, const char *s, size_t n)
+{
+	while (n > 0) {
+		size_t k = MIN(n, (size_t)57);   /* 76 characters a line */
+
+		b64_append(b, (const unsigned char *)s, k);
+		evbuffer_add(b, "\r\n", 2);
+		s += k;
+		n -= k;
+	}
+}
+
+/* Text as plain 7bit lines (CRLF), when it is ASCII with short lines. */
+static bool
+plain_ok(const char *s, size_t n)
+{
+	size_t line = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x80 || c == '\0' || (c == '\r' && (i + 1 == n || s[i + 1] != '\n')))
+			return false;
+		line = c == '\n' ? 0 : line + 1;
+		if (line > 998)
+			return false;
+	}
+	return true;
+}
+
+static void
+plain_append(struct evbuffer *b, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\r')
+			continue;
+		if (s[i] == '\n')
+			evbuffer_add(b, "\r\n", 2);
+		else
+			evbuffer_add(b, s + i, 1);
+	}
+	if (n == 0 || s[n - 1] != '\n')
+		evbuffer_add(b, "\r\n", 2);
+}
+
+/* One body part's headers (content-type family) and content. */
+static void
+mime_part(struct evbuffer *b, const char *subtype, const char *s, size_t n)
+{
+	size_t high = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			high++;
+	if (plain_ok(s, n)) {
+		evbuffer_add_printf(b, "Content-Type: text/%s; charset=us-ascii\r\n"
+		    "Content-Transfer-Encoding: 7bit\r\n\r\n", subtype);
+		plain_append(b, s, n);
+	} else if (high * 3 > n) {
+		evbuffer_add_printf(b, "Content-Type: text/%s; charset=utf-8\r\n"
+		    "Content-Transfer-Encoding: base64\r\n\r\n", subtype);
+		b64_body(b, s, n);
+	} else {
+		evbuffer_add_printf(b, "Content-Type: text/%s; charset=utf-8\r\n"
+		    "Content-Transfer-Encoding: quoted-printable\r\n\r\n", subtype);
+		qp_append(b, s, n);
+	}
+}
+
+static bool
+header_given(json_t *headers, const char *name)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(headers, k, v)
+		if (strcasecmp(k, name) == 0)
+			return true;
+	return false;
+}
+
+static bool
+header_name_ok(const char *s)
+{
+	if (*s == '\0' || strlen(s) > 76)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s < 33 || (unsigned char)*s > 126 || *s == ':')
+			return false;
+	return true;
+}
+
+/*
+ * Build an RFC 5322 message (CRLF line ends, not yet dot-stuffed) from the
+ * structured fields. Returns NULL with the error reply sent.
+ */
+static struct evbuffer *
+build_structured(struct evhttp_request *req, json_t *body, const char *from,
+    json_t *to, bool *utf8)
+{
+	static const char *const reserved[] = { "MIME-Version", "Content-Type",
+	    "Content-Transfer-Encoding", "Bcc" };
+	struct evbuffer *out = evbuffer_new(), *v = evbuffer_new();
+	json_t *headers = json_object_get(body, "headers"), *hv;
+	const char *subject, *text, *html, *hk;
+	size_t tlen = 0, hlen = 0, i;
+	json_t *e;
+
+	if (member_str(req, body, "subject", &subject) < 0 ||
+	    member_str(req, body, "text", &text) < 0 ||
+	    member_str(req, body, "html", &html) < 0)
+		goto fail;
+	if (text == NULL && html == NULL) {
+		reply_error(req, 400, "bad_request", "a message needs \"raw\", or \"text\" and/or \"html\"");
+		goto fail;
+	}
+	if (headers != NULL && !json_is_object(headers)) {
+		reply_error(req, 400, "bad_request", "\"headers\" must be an object of strings");
+		goto fail;
+	}
+	json_object_foreach(headers, hk, hv) {
+		const char *val = json_string_value(hv);
+
+		if (!header_name_ok(hk)) {
+			reply_error(req, 400, "bad_request", "bad header name \"%s\"", hk);
+			goto fail;
+		}
+		if (val == NULL || strlen(val) != json_string_length(hv) || strpbrk(val, "\r\n")) {
+			reply_error(req, 400, "bad_request",
+			    "header \"%s\" must be a one-line string", hk);
+			goto fail;
+		}
+		for (i = 0; i < ARRAY_SIZE(reserved); i++)
+			if (strcasecmp(hk, reserved[i]) == 0) {
+				reply_error(req, 400, "bad_request",
+				    "header \"%s\" is set by sluice for structured messages (use \"raw\")", hk);
+				goto fail;
+			}
+		if (strcasecmp(hk, "Subject") == 0 && subject != NULL) {
+			reply_error(req, 400, "bad_request", "\"subject\" and a Subject header are both given");
+			goto fail;
+		}
+	}
+
+	/* From and To from the envelope unless given as headers. */
+	if (!header_given(headers, "From")) {
+		header_addrs(v, from, utf8);
+		header_add(out, "From", v);
+	}
+	if (!header_given(headers, "To")) {
+		json_array_foreach(to, i, e) {
+			if (i > 0)
+				evbuffer_add(v, ", ", 2);
+			header_addrs(v, json_string_value(e), utf8);
+		}
+		header_add(out, "To", v);
+	}
+	if (subject != NULL) {
+		header_text(v, subject);
+		header_add(out, "Subject", v);
+	}
+	json_object_foreach(headers, hk, hv) {
+		const char *val = json_string_value(hv);
+
+		if (is_addr_header(hk))
+			header_addrs(v, val, utf8);
+		else
+			header_text(v, val);
+		header_add(out, hk, v);
+	}
+	evbuffer_add_printf(out, "MIME-Version: 1.0\r\n");
+
+	if (text != NULL)
+		tlen = strlen(text);
+	if (html != NULL)
+		hlen = strlen(html);
+	if (text != NULL && html != NULL) {
+		char id[27], boundary[64];
+
+		random_id(id);
+		snprintf(boundary, sizeof(boundary), "=_sluice_%s", id);
+		evbuffer_add_printf(out, "Content-Type: multipart/alternative;\r\n"
+		    " boundary=\"%s\"\r\n\r\n", boundary);
+		evbuffer_add_printf(out, "This is a multi-part message in MIME format.\r\n\r\n");
+		evbuffer_add_printf(out, "--%s\r\n", boundary);
+		mime_part(out, "plain", text, tlen);
+		evbuffer_add_printf(out, "--%s\r\n", boundary);
+		mime_part(out, "html", html, hlen);
+		evbuffer_add_printf(out, "--%s--\r\n", boundary);
+	} else if (text != NULL) {
+		mime_part(out, "plain", text, tlen);
+	} else {
+		mime_part(out, "html", html, hlen);
+	}
+	evbuffer_free(v);
+	return out;
+fail:
+	evbuffer_free(v);
+	evbuffer_free(out);
+	return NULL;
+}
+
+/* "Received:" for an API injection, naming the local peer's uid. */
+static char *
+received_line(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+	const struct config *c = conf;
+	char date[64], peer[64] = "local";
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	time_t t = time(NULL);
+	struct tm tm;
+
+	if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
+		snprintf(peer, sizeof(peer), "local (uid %u pid %d)", (unsigned)cred.uid, (int)cred.pid);
+	localtime_r(&t, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	return xasprintf("Received: from %s\r\n\tby %s (sluice) with HTTP; %s", peer,
+	    c && c->hostname ? c->hostname : "localhost", date);
+}
+
+/*
+ * On a worker: the spool write is done (or failed). On success inject has
+ * moved the envelope into the queue; the addresses come from cc->to.
+ */
+static void
+inject_done(struct inject *in, int code, const char *reply)
+{
+	struct ctl_call *cc = in->arg;
+	bool ok = code >= 200 && code < 300;
+	size_t i;
+	json_t *e;
+
+	cc->code = code;
+	snprintf(cc->reply, sizeof(cc->reply), "%s", reply ? reply : "");
+	snprintf(cc->id, sizeof(cc->id), "%s", in->env.id);
+	if (cc->id[0] == '\0' && reply != NULL) {
+		const char *q = strstr(reply, "queued as ");
+
+		if (q != NULL)
+			snprintf(cc->id, sizeof(cc->id), "%.*s", QID_LEN, q + 10);
+	}
+	cc->rcpts = json_array();
+	json_array_foreach(cc->to, i, e)
+		json_array_append_new(cc->rcpts, json_pack("{s:O,s:s}", "address", e,
+		    "status", ok ? "queued" : "rejected"));
+	cc->in = NULL;
+	inject_free(in);
+	call_post(cc);
+}
+
+static void
+w_inject(void *arg)
+{
+	struct ctl_call *cc = arg;
+
+	inject_submit(cc->in);
+}
+
+/* Largest message any listener accepts (the API follows the same bound). */
+static uint64_t
+max_message_size(const struct config *c)
+{
+	uint64_t m = 0;
+
+	for (int i = 0; c != NULL && i < c->nlisteners; i++)
+		m = MAX(m, c->listeners[i].max_message_size);
+	return m ? m : CTL_DEFAULT_MSGSZ;
+}
+
+/*
+ * "to": an address or an array of them. Returns a new array of valid,
+ * distinct addresses, or NULL with the error reply sent.
+ */
+static json_t *
+parse_rcpts(struct evhttp_request *req, json_t *to, bool *utf8)
+{
+	json_t *out, *e, *x;
+	size_t i, k;
+	bool u;
+
+	if (json_is_string(to))
+		to = json_pack("[O]", to);
+	else if (json_is_array(to) && json_array_size(to) > 0)
+		json_incref(to);
+	else {
+		reply_error(req, 400, "bad_request",
+		    "\"to\" must be an address or a non-empty array of addresses");
+		return NULL;
+	}
+	if (json_array_size(to) > CTL_MAX_RCPTS) {
+		reply_error(req, 400, "bad_request", "too many recipients (at most %d)", CTL_MAX_RCPTS);
+		json_decref(to);
+		return NULL;
+	}
+	out = json_array();
+	json_array_foreach(to, i, e) {
+		const char *a = json_string_value(e);
+		bool dup = false;
+
+		if (a == NULL || strlen(a) != json_string_length(e) || !smtp_valid_mailbox(a, true, &u)) {
+			reply_error(req, 400, "invalid_address", "invalid recipient address \"%s\"",
+			    a ? a : "(not a string)");
+			json_decref(out);
+			json_decref(to);
+			return NULL;
+		}
+		*utf8 |= u;
+		json_array_foreach(out, k, x)
+			if (strcasecmp(json_string_value(x), a) == 0)
+				dup = true;
+		if (!dup)
+			json_array_append(out, e);
+	}
+	json_decref(to);
+	return out;
+}
+
+/* The message in RFC 5322 form from "raw", or NULL with the reply sent. */
+static struct evbuffer *
+raw_message(struct evhttp_request *req, json_t *body, bool *utf8)
+{
+	static const char *const structured[] = { "subject", "text", "html", "headers" };
+	json_t *raw_j = json_object_get(body, "raw");
+	const char *raw = json_string_value(raw_j), *hend, *hend2;
+	size_t n = json_string_length(raw_j);
+	struct evbuffer *msg;
+
+	for (size_t i = 0; i < ARRAY_SIZE(structured); i++)
+		if (json_object_get(body, structured[i]) != NULL) {
+			reply_error(req, 400, "bad_request",
+			    "\"raw\" and \"%s\" exclude each other", structured[i]);
+			return NULL;
+		}
+	if (n == 0) {
+		reply_error(req, 400, "bad_request", "\"raw\" is empty");
+		return NULL;
+	}
+	/* non-ASCII in the header block needs SMTPUTF8 (RFC 6532) */
+	hend = strstr(raw, "\n\n");
+	hend2 = strstr(raw, "\r\n\r\n");
+	if (hend == NULL || (hend2 != NULL && hend2 < hend))
+		hend = hend2;
+	if (has_8bit(raw, hend ? (size_t)(hend - raw) : n))
+		*utf8 = true;
+	msg = evbuffer_new();
+	evbuffer_add(msg, raw, n);
+	return msg;
+}
+
+/* Wire form (CRLF, dot-stuffed, ending in CRLF, no final dot) of msg. */
+static struct evbuffer *
+wire_form(struct evbuffer *msg, bool *eightbit)
+{
+	size_t len = evbuffer_get_length(msg), wlen;
+	const char *src = (const char *)evbuffer_pullup(msg, -1);
+	char *dst = xmalloc(DOT_STUFF_MAX(len) + 2);
+	struct evbuffer *wire = evbuffer_new();
+	int state = DOT_STATE_INIT;
+
+	wlen = dot_stuff(dst, src, len, &state);
+	if (wlen < 2 || dst[wlen - 2] != '\r' || dst[wlen - 1] != '\n') {
+		dst[wlen++] = '\r';
+		dst[wlen++] = '\n';
+	}
+	*eightbit = has_8bit(dst, wlen);
+	evbuffer_add(wire, dst, wlen);
+	free(dst);
+	return wire;
+}
+
+static void
+h_inject(struct evhttp_request *req, char **params)
+{
+	json_t *body, *to = NULL, *e;
+	const char *from, *raw, *pool, *campaign;
+	struct evbuffer *msg = NULL;
+	struct inject *in;
+	struct ctl_call *cc;
+	bool utf8 = false, eightbit = false, u = false;
+	size_t i, mlen;
+	int priority = 0;
+	uint64_t maxsz = max_message_size(conf);
+
+	if (!workers_ready(req) || (body = body_object(req, false)) == NULL)
+		return;
+	if (member_str(req, body, "from", &from) < 0 || member_str(req, body, "raw", &raw) < 0 ||
+	    member_str(req, body, "pool", &pool) < 0 || member_str(req, body, "campaign", &campaign) < 0)
+		goto out;
+	if (from == NULL) {
+		reply_error(req, 400, "bad_request", "\"from\" (the envelope sender) is required");
+		goto out;
+	}
+	if (*from != '\0' && !smtp_valid_mailbox(from, true, &u)) {
+		reply_error(req, 400, "invalid_address", "invalid sender address \"%s\"", from);
+		goto out;
+	}
+	utf8 = u;
+	if ((to = parse_rcpts(req, json_object_get(body, "to"), &utf8)) == NULL)
+		goto out;
+	if (pool != NULL && conf_pool(conf, pool) == NULL) {
+		reply_error(req, 400, "bad_request", "unknown pool \"%s\"", pool);
+		goto out;
+	}
+	if ((e = json_object_get(body, "priority")) != NULL && !json_is_null(e)) {
+		if (!json_is_integer(e) || json_integer_value(e) < -1000 || json_integer_value(e) > 1000) {
+			reply_error(req, 400, "bad_request", "\"priority\" must be an integer from -1000 to 1000");
+			goto out;
+		}
+		priority = (int)json_integer_value(e);
+	}
+	if (raw != NULL)
+		msg = raw_message(req, body, &utf8);
+	else
+		msg = build_structured(req, body, from, to, &utf8);
+	if (msg == NULL)
+		goto out;
+	mlen = evbuffer_get_length(msg);
+	if (mlen > maxsz) {
+		reply_error(req, 413, "too_large", "the message is %zu bytes, the limit is %llu",
+		    mlen, (unsigned long long)maxsz);
+		goto out;
+	}
+
+	in = inject_new();
+	in->data = wire_form(msg, &eightbit);
+	in->env.sender = xstrdup(from);
+	in->env.nrcpt = (int)json_array_size(to);
+	in->env.rcpts = xcalloc((size_t)in->env.nrcpt, sizeof(*in->env.rcpts));
+	json_array_foreach(to, i, e)
+		in->env.rcpts[i].addr = xstrdup(json_string_value(e));
+	in->env.flags = (eightbit || utf8 ? MF_8BITMIME : 0) | (utf8 ? MF_SMTPUTF8 : 0);
+	in->env.priority = priority;
+	in->env.pool = pool ? xstrdup(pool) : NULL;
+	in->env.campaign = campaign ? xstrdup(campaign) : NULL;
+	in->received = received_line(req);
+	in->done = inject_done;
+
+	cc = call_new(req, OP_INJECT);
+	cc->in = in;
+	cc->to = json_incref(to);
+	in->arg = cc;
+	worker_post(workers[atomic_fetch_add(&ctl.next_worker, 1) % (unsigned)nworkers],
+	    w_inject, cc);
+out:
+	if (msg != NULL)
+		evbuffer_free(msg);
+	json_decref(to);
+	json_decref(body);
+}
+
+/* ---------------------------------------------------------------- routing */
+
+static const struct route {
+	const char *pattern;           /* path segments; "*" is a parameter */
+	enum evhttp_cmd_type method;
+	handler_fn fn;
+} routes[] = {
+	{ "v1/status",            EVHTTP_REQ_GET,    h_status },
+	{ "v1/queue",             EVHTTP_REQ_GET,    h_queue },
+	{ "v1/sites",             EVHTTP_REQ_GET,    h_sites },
+	{ "v1/sites/*",           EVHTTP_REQ_GET,    h_site },
+	{ "v1/sites/*/suspend",   EVHTTP_REQ_POST,   h_suspend },
+	{ "v1/sites/*/resume",    EVHTTP_REQ_POST,   h_resume },
+	{ "v1/sites/*/bounce",    EVHTTP_REQ_POST,   h_bounce },
+	{ "v1/messages",          EVHTTP_REQ_POST,   h_inject },
+	{ "v1/messages/*",        EVHTTP_REQ_GET,    h_message },
+	{ "v1/messages/*",        EVHTTP_REQ_DELETE, h_message_delete },
+	{ "v1/reload",            EVHTTP_REQ_POST,   h_reload },
+};
+
+static const char *
+method_name(enum evhttp_cmd_type m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET:     return "GET";
+	case EVHTTP_REQ_POST:    return "POST";
+	case EVHTTP_REQ_HEAD:    return "HEAD";
+	case EVHTTP_REQ_PUT:     return "PUT";
+	case EVHTTP_REQ_DELETE:  return "DELETE";
+	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+	case EVHTTP_REQ_TRACE:   return "TRACE";
+	case EVHTTP_REQ_CONNECT: return "CONNECT";
+	case EVHTTP_REQ_PATCH:   return "PATCH";
+	}
+	return "?";
+}
+
+/*
+ * Split the path into decoded segments (malloc'd). Empty segments (double
+ * or trailing slashes) are skipped. Returns the count, or -1 when the path
+ * is unusable (too deep, NUL after decoding).
+ */
+static int
+split_path(const char *path, char **seg, int max)
+{
+	int n = 0;
+
+	while (path != NULL && *path != '\0') {
+		const char *end;
+		char *raw, *dec;
+		size_t dlen;
+
+		while (*path == '/')
+			path++;
+		if (*path == '\0')
+			break;
+		end = strchr(path, '/');
+		if (end == NULL)
+			end = path + strlen(path);
+		if (n == max)
+			goto fail;
+		raw = xstrndup(path, (size_t)(end - path));
+		dec = evhttp_uridecode(raw, 0, &dlen);
+		free(raw);
+		if (dec == NULL || strlen(dec) != dlen || dlen == 0) {
+			free(dec);
+			goto fail;
+		}
+		seg[n++] = dec;
+		path = end;
+	}
+	return n;
+fail:
+	while (n > 0)
+		free(seg[--n]);
+	return -1;
+}
+
+/* Does pattern match the segments? Parameters go to params[]. */
+static bool
+route_match(const char *pattern, char **seg, int nseg, char **params)
+{
+	char buf[128], *save = NULL, *tok;
+	int i = 0, np = 0;
+
+	snprintf(buf, sizeof(buf), "%s", pattern);
+	for (tok = strtok_r(buf, "/", &save); tok != NULL; tok = strtok_r(NULL, "/", &save), i++) {
+		if (i >= nseg)
+			return false;
+		if (strcmp(tok, "*") == 0)
+			params[np++] = seg[i];
+		else if (strcmp(tok, seg[i]) != 0)
+			return false;
+	}
+	return i == nseg;
+}
+
+static void
+ctl_request(struct evhttp_request *req, void *arg)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	char *seg[CTL_MAX_SEGS], *params[CTL_MAX_SEGS];
+	char allow[128] = "";
+	int nseg;
+	bool path_ok = false;
+
+	evhttp_connection_set_closecb(evhttp_request_get_connection(req), conn_closed, NULL);
+	nseg = split_path(path, seg, CTL_MAX_SEGS);
+	if (nseg < 0) {
+		reply_error(req, 404, "not_found", "no such endpoint");
+		return;
+	}
+	log_debug("event=control-request method=%s path=\"%s\"", method_name(m), path ? path : "");
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
+		if (!route_match(routes[i].pattern, seg, nseg, params))
+			continue;
+		if (routes[i].method == m) {
+			routes[i].fn(req, params);
+			goto done;
+		}
+		if (!strstr(allow, method_name(routes[i].method))) {
+			size_t l = strlen(allow);
+			snprintf(allow + l, sizeof(allow) - l, "%s%s", l ? ", " : "",
+			    method_name(routes[i].method));
+		}
+		path_ok = true;
+	}
+	if (path_ok) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+		reply_error(req, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",
+		    method_name(m), path, allow);
+	} else {
+		reply_error(req, 404, "not_found", "no such endpoint: %s", path ? path : "");
+	}
+done:
+	while (nseg > 0)
+		free(seg[--nseg]);
+}
+
+/* ---------------------------------------------------------------- socket and thread */
+
+/*
+ * Make the listening socket. An existing socket that still answers belongs
+ * to a running daemon and is left alone; a dead one is removed.
+ */
+static int
+control_socket(const struct config *c, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "control-socket %s: path too long (at most %zu bytes)",
+		    path, sizeof(sun.sun_path) - 1);
+		return -1;
+	}
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "control-socket %s: exists and is not a socket", path);
+			return -1;
+		}
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+			close(fd);
+			snprintf(err, errlen, "control-socket %s: another process is listening on it", path);
+			return -1;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (unlink(path) != 0 && errno != ENOENT) {
+			snprintf(err, errlen, "control-socket %s: cannot remove the stale socket: %s",
+			    path, strerror(errno));
+			return -1;
+		}
+	}
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "control-socket %s: socket: %s", path, strerror(errno));
+		return -1;
+	}
+	/* Connecting needs write permission: until the chmod only the owner can. */
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		snprintf(err, errlen, "control-socket %s: bind: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (c->user != NULL && geteuid() == 0) {
+		struct passwd *pw = getpwnam(c->user);
+
+		if (pw != NULL && chown(path, pw->pw_uid, pw->pw_gid) != 0)
+			log_warn("event=control-chown path=%s", path);
+	}
+	if (chmod(path, 0660) != 0 || listen(fd, 64) != 0) {
+		snprintf(err, errlen, "control-socket %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	return fd;
+}
+
+static void
+on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(ctl.base);
+}
+
+static void *
+control_main(void *arg)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	/*
+	 * The socket exists before the workers do (it is made before privileges
+	 * are dropped). Clients that come early wait in the listen backlog
+	 * rather than being told the daemon is not running.
+	 */
+	for (int i = 0; i < 3000 && !workers_running() && !atomic_load(&ctl.stopping); i++)
+		usleep(10 * 1000);
+	event_base_dispatch(ctl.base);
+	return NULL;
+}
+
+int
+control_start(const struct config *c, char *err, size_t errlen)
+{
+	const char *path = c->control_socket;
+	int fd;
+
+	if (ctl.started) {
+		snprintf(err, errlen, "control: already started");
+		return -1;
+	}
+	if (path == NULL || *path == '\0')
+		path = RUNSTATEDIR "/sluice/control.sock";
+	/* Answers come back from worker threads: the base must be lockable. */
+	if (evthread_use_pthreads() != 0) {
+		snprintf(err, errlen, "control: libevent has no pthreads support");
+		return -1;
+	}
+	if ((fd = control_socket(c, path, err, errlen)) < 0)
+		return -1;
+
+	TAILQ_INIT(&ctl.calls);
+	ctl.started_ms = now_ms();
+	ctl.base = event_base_new();
+	ctl.http = ctl.base ? evhttp_new(ctl.base) : NULL;
+	if (ctl.http == NULL) {
+		snprintf(err, errlen, "control: cannot create the HTTP server");
+		goto fail;
+	}
+	evhttp_set_allowed_methods(ctl.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+	    EVHTTP_REQ_PATCH);
+	/* JSON escaping can double a message (and more for control bytes). */
+	evhttp_set_max_body_size(ctl.http, (ev_ssize_t)(max_message_size(c) * 2 + (1 << 20)));
+	evhttp_set_timeout(ctl.http, CTL_HTTP_TIMEOUT);
+	evhttp_set_gencb(ctl.http, ctl_request, NULL);
+	ctl.stop_ev = event_new(ctl.base, -1, 0, on_stop, NULL);
+	if (ctl.stop_ev == NULL) {
+		snprintf(err, errlen, "control: cannot create its stop event");
+		goto fail;
+	}
+	atomic_store(&ctl.stopping, false);
+	if (evhttp_accept_socket_with_handle(ctl.http, fd) == NULL) {
+		snprintf(err, errlen, "control-socket %s: cannot accept on it", path);
+		goto fail;
+	}
+	fd = -1;       /* the listener owns it now */
+	ctl.path = xstrdup(path);
+
+	pthread_mutex_lock(&post_lock);
+	post_base = ctl.base;
+	pthread_mutex_unlock(&post_lock);
+	if (pthread_create(&ctl.thread, NULL, control_main, NULL) != 0) {
+		snprintf(err, errlen, "control: cannot start its thread: %s", strerror(errno));
+		pthread_mutex_lock(&post_lock);
+		post_base = NULL;
+		pthread_mutex_unlock(&post_lock);
+		goto fail;
+	}
+	ctl.started = true;
+	log_info("event=control-listen path=%s", path);
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	if (ctl.stop_ev != NULL)
+		event_free(ctl.stop_ev);
+	ctl.stop_ev = NULL;
+	if (ctl.http != NULL)
+		evhttp_free(ctl.http);
+	if (ctl.base != NULL)
+		event_base_free(ctl.base);
+	ctl.http = NULL;
+	ctl.base = NULL;
+	unlink(path);
+	free(ctl.path);
+	ctl.path = NULL;
+	return -1;
+}
+
+void
+control_stop(void)
+{
+	struct ctl_call *cc, *next;
+
+	if (!ctl.started)
+		return;
+	/* From here workers drop their answers instead of posting them. */
+	pthread_mutex_lock(&post_lock);
+	post_base = NULL;
+	pthread_mutex_unlock(&post_lock);
+	/* An active event survives until the loop runs (loopbreak would not). */
+	atomic_store(&ctl.stopping, true);
+	event_active(ctl.stop_ev, EV_READ, 0);
+	pthread_join(ctl.thread, NULL);
+
+	/*
+	 * Calls posted back will never run (event_base_free drops the
+	 * events): free them. Calls still out on workers free themselves when
+	 * they finish. Requests go with evhttp.
+	 */
+	pthread_mutex_lock(&post_lock);
+	for (cc = TAILQ_FIRST(&ctl.calls); cc != NULL; cc = next) {
+		next = TAILQ_NEXT(cc, link);
+		cc->req = NULL;
+		cc->evcon = NULL;
+		if (cc->posted) {
+			TAILQ_REMOVE(&ctl.calls, cc, link);
+			call_free(cc);
+		}
+	}
+	pthread_mutex_unlock(&post_lock);
+	evhttp_free(ctl.http);
+	event_free(ctl.stop_ev);
+	event_base_free(ctl.base);
+	ctl.stop_ev = NULL;
+	ctl.http = NULL;
+	ctl.base = NULL;
+	if (ctl.path != NULL && unlink(ctl.path) != 0 && errno != ENOENT)
+		log_warn("event=control-unlink path=%s", ctl.path);
+	free(ctl.path);
+	ctl.path = NULL;
+	ctl.started = false;
+}

@@ -65,7 +65,12 @@ worker_init(struct worker *w)
 		fatal("event=fatal msg=\"cannot start the resolver\"");
 	sched_init(w);
 	sites_init(w);
-	smtp_server_start(w);
+}
+
+static void
+start_accepting(void *arg)
+{
+	smtp_server_start(worker_self());
 }
 
 static void
@@ -82,7 +87,7 @@ static void
 reconfigure_worker(void *arg)
 {
 	struct worker *w = worker_self();
-	dns_flush(w->dns);
+	dns_reconfigure(w->dns, conf);
 	queue_route_reset();
 	sites_reconfigure(w);
 }
@@ -109,10 +114,6 @@ do_reload(char *err, size_t errlen)
 	}
 	if (strcmp(c->spool, old->spool) != 0)
 		log_warnx("event=reload-ignored directive=spool msg=\"spool changes need a restart\"");
-	if (c->has_resolver != old->has_resolver ||
-	    (c->has_resolver && (strcmp(c->resolver.host, old->resolver.host) != 0 ||
-	    c->resolver.port != old->resolver.port)))
-		log_warnx("event=reload-ignored directive=resolver msg=\"resolver changes need a restart\"");
 	if (str_changed(c->log, old->log) && log_open(c->log, (enum log_level)c->log_level) < 0)
 		log_warn("event=log-open-failed path=%s", c->log);
 	if (str_changed(c->accounting, old->accounting) && acct_open(c->accounting) < 0)
@@ -316,10 +317,6 @@ main(int argc, char **argv)
 		daemonize();
 	if (c->pidfile && write_pidfile(c->pidfile) < 0)
 		log_warn("event=pidfile-failed path=%s", c->pidfile);
-	control_reload_fn = reload_from_control;
-	if (control_start(c, err, sizeof(err)) < 0)
-		fatal("event=fatal msg=\"control socket\" err=\"%s\"", err);
-	drop_privileges(c);
 
 	main_base = event_base_new();
 	struct event *ev_hup = evsignal_new(main_base, SIGHUP, on_hup, NULL);
@@ -335,7 +332,15 @@ main(int argc, char **argv)
 	if (n < 1)
 		n = 1;
 	workers_start(n, worker_init, worker_fini);
+	/* the spool is scanned before anything new can arrive, so nothing is
+	 * queued twice; the listeners' backlogs hold clients meanwhile */
 	queue_load_spool(c->spool);
+	control_reload_fn = reload_from_control;
+	if (control_start(c, err, sizeof(err)) < 0)
+		fatal("event=fatal msg=\"control socket\" err=\"%s\"", err);
+	drop_privileges(c);
+	for (int i = 0; i < nworkers; i++)
+		worker_post(workers[i], start_accepting, NULL);
 	log_info("event=started version=%s pid=%ld workers=%d config=%s", PACKAGE_VERSION,
 	    (long)getpid(), n, c->path);
 	log_to_stderr(opt_debug);

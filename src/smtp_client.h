@@ -8,9 +8,16 @@
  * owner when it is gone.
  *
  * Pipelining rule (when the server offers PIPELINING): MAIL, all RCPTs and
- * DATA go in one write; the client then waits for all their replies. It
- * always waits after DATA's 354 before the body, and after the final "."
- * before the next MAIL or QUIT. Without PIPELINING it waits after each.
+ * DATA go in one write (the sender stops early only when 64 KB of commands
+ * are unsent, and resumes as replies come); the client then waits for all
+ * their replies. It always waits after DATA's 354 before the body, and
+ * after the final "." before the next MAIL, RSET or QUIT. Without
+ * PIPELINING it waits after each command.
+ *
+ * Callbacks are never called from inside smtp_conn_open(); next_txn may be
+ * called from inside smtp_conn_kick(). smtp_conn_quit() and smtp_conn_kick()
+ * may be called from inside any callback. After closed() the connection is
+ * gone: do not touch it.
  */
 #ifndef SLUICE_SMTP_CLIENT_H
 #define SLUICE_SMTP_CLIENT_H
@@ -59,8 +66,13 @@ struct smtp_conn_ops {
 	/* The transaction finished: every t->rcpt[i].reply is set. */
 	void (*txn_done)(void *owner, struct smtp_conn *c, struct txn *t);
 	/* The connection is gone (after any txn_done). why is NULL after a clean
-	 * QUIT, else the reply/condition that ended it (e.g. 421, timeout, no
-	 * host reachable: then greeted is false). */
+	 * QUIT (also an idle timeout, or the server closing an idle
+	 * connection), else the reply/condition that ended it (e.g. 421,
+	 * timeout, connection lost mid-transaction). greeted is true when the
+	 * session ever became ready (EHLO, STARTTLS, AUTH done); false when no
+	 * host/address could be used: why is then the last failure (connect
+	 * error, timeout, 4xx/5xx greeting, "4.7.4 TLS required but not
+	 * offered", "4.7.5" TLS failure, AUTH refusal). */
 	void (*closed)(void *owner, struct smtp_conn *c, const struct smtp_reply *why, bool greeted);
 };
 
@@ -68,7 +80,8 @@ struct smtp_conn *smtp_conn_open(struct event_base *base, const struct conn_para
     const struct smtp_conn_ops *ops, void *owner);
 /* An idle connection has work again: it calls next_txn. */
 void smtp_conn_kick(struct smtp_conn *c);
-/* QUIT when idle (or after the current transaction) and close. */
+/* QUIT when idle (or after the current transaction, or once the session
+ * is ready) and close. */
 void smtp_conn_quit(struct smtp_conn *c);
 bool smtp_conn_idle(const struct smtp_conn *c);
 /* Shutdown: close at once and free, calling no callback. Returns the

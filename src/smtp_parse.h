@@ -25,16 +25,24 @@ struct smtp_cmd {
 	char *path;                    /* address without <>; "" for the null path */
 	int nparams;
 	struct { char *key, *value; } params[SMTP_MAX_PARAMS]; /* key upper-cased; value may be NULL */
+	bool path_utf8;                /* path has non-ASCII (UTF-8) bytes */
 	/* BDAT */
 	uint64_t bdat_size;
 	bool bdat_last;
+	/* AUTH */
+	char *auth_mech;               /* upper-cased mechanism name */
+	char *auth_initial;            /* initial response (base64 or "="), or NULL */
 };
 
 /*
  * Parse one command line (without CRLF) in place: buf is modified and the
  * struct points into it. Returns 0, or -1 with *err set to a full SMTP
- * reply ("501 5.5.4 Syntax: MAIL FROM:<address>") suitable to send.
- * smtputf8: whether UTF-8 addresses are acceptable.
+ * reply ("501 5.5.4 Syntax: MAIL FROM:<address>") suitable to send; cmd->verb
+ * is still set when the verb was recognised. Syntax only: paths are checked
+ * with smtp_valid_mailbox() allowing UTF-8 (cmd->path_utf8 tells the caller,
+ * which decides whether SMTPUTF8 permits it); known parameters (SIZE BODY
+ * SMTPUTF8 RET ENVID AUTH on MAIL, NOTIFY ORCPT on RCPT) are checked for
+ * syntax, unknown ones are refused with 555 5.5.4.
  */
 int smtp_parse_cmd(char *buf, struct smtp_cmd *cmd, const char **err);
 const char *smtp_verb_name(enum smtp_verb v);
@@ -48,6 +56,10 @@ const char *smtp_cmd_param(const struct smtp_cmd *cmd, const char *key);
 bool smtp_valid_mailbox(const char *addr, bool allow_utf8, bool *utf8);
 /* Pointer to the domain part (after the last '@'), or NULL. */
 const char *smtp_addr_domain(const char *addr);
+/* Whether s[0..len) is well-formed UTF-8 (no overlongs, surrogates, > U+10FFFF). */
+bool smtp_utf8_valid(const char *s, size_t len);
+/* NOTIFY= value (RFC 3461) as NOTIFY_* bits of spool.h, or -1 when invalid. */
+int smtp_notify_bits(const char *value);
 
 /* xtext (RFC 3461): decode in place, return -1 on bad encoding. */
 int xtext_decode(char *s);
@@ -72,7 +84,9 @@ void smtp_reply_set(struct smtp_reply *r, int code, const char *enh, const char 
     __attribute__((format(printf, 4, 5)));
 /* "250 2.0.0 text" into buf. */
 void smtp_reply_fmt(const struct smtp_reply *r, char *buf, size_t len);
-/* Class: 2, 4, 5 (from the enhanced code when the basic code is ambiguous). */
+/* Class: 2, 3, 4, 5 from the basic code (RFC 5321 is authoritative when the
+ * enhanced code disagrees); from the enhanced code when there is no basic
+ * code; 4 when there is neither. */
 int smtp_reply_class(const struct smtp_reply *r);
 
 /* EHLO keywords parsed from a 250 multi-line reply (client side). */

@@ -103,7 +103,6 @@ workers_start(int n, void (*init_fn)(struct worker *), void (*fini_fn)(struct wo
 {
 	worker_init_fn = init_fn;
 	worker_fini_fn = fini_fn;
-	nworkers = n;
 	workers = xcalloc((size_t)n, sizeof(*workers));
 	for (int i = 0; i < n; i++) {
 		struct worker *w = xcalloc(1, sizeof(*w));
@@ -116,6 +115,7 @@ workers_start(int n, void (*init_fn)(struct worker *), void (*fini_fn)(struct wo
 		event_add(w->mbox_ev, NULL);
 		workers[i] = w;
 	}
+	nworkers = n;   /* other threads read it: only once workers[] is whole */
 	for (int i = 0; i < n; i++) {
 		int rc = pthread_create(&workers[i]->thread, NULL, worker_main, workers[i]);
 		if (rc != 0)
