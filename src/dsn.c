@@ -36,40 +36,6 @@
 
 #define MAX_HDR_BLOCK (256 * 1024)      /* original headers returned at most */
 
-struct sbuf {
-	char *p;
-	size_t len, cap;
-};
-
-static void
-sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = MAX(b->cap * 2, b->len + n + 1024);
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		fatal("out of memory");
-	sb_add(b, s, (size_t)n);
-	free(s);
-}
 
 /*
  * Append text as lines of at most ~76 columns, breaking before the space

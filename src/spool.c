@@ -115,39 +115,8 @@ spool_path(const char *dir, const char *id)
 	return xasprintf("%s/q/%s/%s", dir, b, id);
 }
 
-/* Percent-encoding of one value into a growing buffer. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-};
 
-static void
-sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = MAX(b->cap * 2, b->len + n + 256);
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void
-sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void
-sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	sb_add(b, tmp, (size_t)MIN(n, (int)sizeof(tmp) - 1));
-}
-
+/* Percent-encoding of one value. */
 static void
 sb_enc(struct sbuf *b, const char *s)
 {

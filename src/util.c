@@ -482,6 +482,54 @@ random_id(char out[27])
 	out[26] = '\0';
 }
 
+void
+sb_grow(struct sbuf *b, size_t more)
+{
+	if (b->len + more + 1 > b->cap) {
+		b->cap = MAX(b->cap * 2, b->len + more + 256);
+		b->p = xrealloc(b->p, b->cap);
+	}
+}
+
+void
+sb_add(struct sbuf *b, const void *s, size_t n)
+{
+	sb_grow(b, n);
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+void
+sb_str(struct sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+void
+sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char tmp[256];
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n < sizeof(tmp)) {
+		sb_add(b, tmp, (size_t)n);
+		return;
+	}
+	char *big = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	sb_add(b, big, (size_t)n);
+	free(big);
+}
+
 int
 write_all(int fd, const void *buf, size_t n)
 {

@@ -83,6 +83,17 @@ void random_id(char out[27]);
 /* Cryptographically random bytes (OpenSSL); aborts on failure. */
 void random_bytes(void *buf, size_t n);
 
+/* A growing NUL-terminated string buffer. Start it zeroed; free(b.p). */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+};
+/* Make room for `more` bytes (plus the NUL) after len. */
+void sb_grow(struct sbuf *b, size_t more);
+void sb_add(struct sbuf *b, const void *s, size_t n);
+void sb_str(struct sbuf *b, const char *s);
+void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Write all of buf, retrying on EINTR and short writes. */
 int write_all(int fd, const void *buf, size_t n);
 /* Read a whole small file into a NUL-terminated buffer. */
