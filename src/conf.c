@@ -179,7 +179,7 @@ static const struct directive table[] = {
 	{ "max-headers", CX_LISTENER, T_INT, 1, LI(max_headers), "1000", 10, 100000, NULL, -1, NULL,
 	  "N", "Most header lines in a message." },
 	{ "max-connections", CX_LISTENER, T_INT, 1, LI(max_connections), "1000", 1, 1000000, NULL, -1, NULL,
-	  "N", "Concurrent sessions on this listener (per worker share)." },
+	  "N", "Concurrent sessions on this listener, over all workers." },
 	{ "max-connections-per-ip", CX_LISTENER, T_INT, 1, LI(max_conn_per_ip), "100", 1, 1000000, NULL, -1, NULL,
 	  "N", "Concurrent sessions from one client address." },
 	{ "max-errors", CX_LISTENER, T_INT, 1, LI(max_errors), "10", 1, 1000, NULL, -1, NULL,

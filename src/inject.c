@@ -353,7 +353,6 @@ inject_done(void *arg)
 		snprintf(in->env.id, sizeof(in->env.id), "%s", qm->sm.id);
 		qm->path = spool_path(conf->spool, qm->sm.id);
 		reception_event(&qm->sm);
-		log_info("event=queued id=%s size=%zu nrcpt=%d", qm->sm.id, qm->sm.body_len, qm->sm.nrcpt);
 		atomic_fetch_add(&qstats.received, 1);
 		queue_add(qm);
 	}

@@ -21,8 +21,8 @@ struct inject {
 	struct spool_msg env;          /* sender, rcpts, flags, pool, priority (caller fills) */
 	struct evbuffer *data;         /* wire form: CRLF, dot-stuffed, no final ".\r\n" (taken) */
 	char *received;                /* "Received: ..." line(s) without final CRLF, or NULL (taken) */
-	/* called on the submitting worker: code 250 + reply "2.0.0 Ok: queued as ID",
-	 * or 4xx/5xx with an enhanced-status reply text */
+	/* called on the submitting worker with the code and the whole reply
+	 * line: 250 "250 2.0.0 Ok: queued as ID", or a 4xx/5xx line */
 	inject_done_fn done;
 	void *arg;
 	/* private */

@@ -38,6 +38,7 @@ struct lane_conn {
 };
 
 static void lane_pump(struct lane *l);
+static void outbox_free(void);
 
 /* Token bucket */
 
@@ -114,6 +115,7 @@ sites_free(struct worker *w)
 {
 	if (w->sites == NULL)
 		return;
+	outbox_free();
 	for (int i = 0; i < SITE_BUCKETS; i++) {
 		for (struct site *s = w->sites->b[i], *n; s; s = n) {
 			n = s->hnext;
@@ -217,11 +219,9 @@ lane_wake_in(struct lane *l, int64_t ms)
 
 /* Hand-off from the routing worker */
 
-static void
-site_accept(void *arg)
+static struct lane *
+site_enqueue(struct worker *w, struct site_ticket *t)
 {
-	struct site_ticket *t = arg;
-	struct worker *w = worker_self();
 	struct site *s = site_find(w, t->site);
 
 	if (s == NULL) {
@@ -264,18 +264,119 @@ site_accept(void *arg)
 	free(t->domain);
 	free(t->source);
 	free(t);
-	lane_pump(l);
+	return l;
+}
+
+/* On the owner: enqueue a whole batch, then pump each lane it touched once. */
+static void
+site_accept_batch(void *arg)
+{
+	struct worker *w = worker_self();
+	struct lane *touched[64];
+	int ntouched = 0;
+
+	for (struct site_ticket *t = arg, *next; t; t = next) {
+		next = t->next;
+		if (atomic_load(&queue_stopping)) {
+			queue_forget(t->r);
+			free(t->mx);
+			free(t->site);
+			free(t->domain);
+			free(t->source);
+			free(t);
+			continue;
+		}
+		struct lane *l = site_enqueue(w, t);
+		if (l->pump_pending)
+			continue;
+		if (ntouched == (int)ARRAY_SIZE(touched)) {
+			for (int i = 0; i < ntouched; i++) {
+				touched[i]->pump_pending = false;
+				lane_pump(touched[i]);
+			}
+			ntouched = 0;
+		}
+		l->pump_pending = true;
+		touched[ntouched++] = l;
+	}
+	for (int i = 0; i < ntouched; i++) {
+		touched[i]->pump_pending = false;
+		lane_pump(touched[i]);
+	}
+}
+
+/* Per routing worker: one pending batch per owner, flushed by an event that
+ * runs after the callbacks of the current loop iteration. */
+struct outbox {
+	struct site_ticket **head, **tail;
+	struct event *flush;
+};
+static __thread struct outbox *outbox;
+
+static void
+outbox_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *self = worker_self();
+
+	for (int i = 0; i < nworkers; i++) {
+		struct site_ticket *batch = outbox->head[i];
+		if (batch == NULL)
+			continue;
+		outbox->head[i] = outbox->tail[i] = NULL;
+		if (workers[i] == self)
+			site_accept_batch(batch);
+		else
+			worker_post(workers[i], site_accept_batch, batch);
+	}
 }
 
 void
 site_submit(struct site_ticket *t)
 {
+	struct worker *self = worker_self();
 	struct worker *owner = worker_for_key(t->site);
 
-	if (owner == worker_self())
-		site_accept(t);
+	if (outbox == NULL) {
+		outbox = xcalloc(1, sizeof(*outbox));
+		outbox->head = xcalloc((size_t)nworkers, sizeof(*outbox->head));
+		outbox->tail = xcalloc((size_t)nworkers, sizeof(*outbox->tail));
+		outbox->flush = event_new(self->base, -1, 0, outbox_flush, NULL);
+	}
+	t->next = NULL;
+	bool was_empty = true;
+	for (int i = 0; i < nworkers && was_empty; i++)
+		was_empty = outbox->head[i] == NULL;
+	if (outbox->tail[owner->idx])
+		outbox->tail[owner->idx]->next = t;
 	else
-		worker_post(owner, site_accept, t);
+		outbox->head[owner->idx] = t;
+	outbox->tail[owner->idx] = t;
+	if (was_empty)
+		event_active(outbox->flush, 0, 0);
+}
+
+/* Shutdown: tickets not handed over are let go (the spool has them). */
+static void
+outbox_free(void)
+{
+	if (outbox == NULL)
+		return;
+	for (int i = 0; i < nworkers; i++) {
+		for (struct site_ticket *t = outbox->head[i], *next; t; t = next) {
+			next = t->next;
+			queue_forget(t->r);
+			free(t->mx);
+			free(t->site);
+			free(t->domain);
+			free(t->source);
+			free(t);
+		}
+	}
+	event_free(outbox->flush);
+	free(outbox->head);
+	free(outbox->tail);
+	free(outbox);
+	outbox = NULL;
 }
 
 /* Connections */

@@ -35,6 +35,7 @@ struct lane {
 	struct lane_conn *conns;
 	struct tbucket msg_rate, conn_rate;
 	struct event *timer;           /* wake when a rate or suspension allows */
+	bool pump_pending;             /* in the current hand-off batch */
 	long delivered, transient, bounced;
 	struct lane *next;
 };
@@ -64,8 +65,14 @@ struct site_ticket {
 	bool is_route;
 	char *source;                  /* chosen source name */
 	struct qrcpt *r;
+	struct site_ticket *next;      /* in a hand-off batch */
 };
-void site_submit(struct site_ticket *t);   /* takes ownership of t */
+/*
+ * Hand r to its site (takes ownership of t). Tickets are batched per owner
+ * worker and handed over once per loop iteration, so the recipients of one
+ * message reach their lane together and go out in one transaction.
+ */
+void site_submit(struct site_ticket *t);
 
 void sites_init(struct worker *w);
 void sites_free(struct worker *w);

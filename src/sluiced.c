@@ -308,6 +308,10 @@ main(int argc, char **argv)
 	evthread_use_pthreads();
 	if (spool_init(c->spool, err, sizeof(err)) < 0)
 		fatal("event=fatal msg=\"%s\"", err);
+	int n = c->workers > 0 ? c->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	smtp_server_set_workers(n);
 	if (smtp_server_bind(c, err, sizeof(err)) < 0)
 		fatal("event=fatal msg=\"cannot listen\" err=\"%s\"", err);
 	if (smtp_client_tls_init(err, sizeof(err)) < 0)
@@ -328,9 +332,6 @@ main(int argc, char **argv)
 
 	queue_init();
 	jobs_start(c->spool_threads);
-	int n = c->workers > 0 ? c->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
-	if (n < 1)
-		n = 1;
 	workers_start(n, worker_init, worker_fini);
 	/* the spool is scanned before anything new can arrive, so nothing is
 	 * queued twice; the listeners' backlogs hold clients meanwhile */
@@ -353,6 +354,7 @@ main(int argc, char **argv)
 	event_free(ev_int);
 	event_base_free(main_base);
 	workers_free();
+	smtp_server_free();
 	queue_shutdown();
 	if (conf->pidfile)
 		unlink(conf->pidfile);

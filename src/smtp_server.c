@@ -111,6 +111,10 @@ struct lstn {
 	socklen_t sslen;
 	int fd;                        /* bound by smtp_server_bind; the first worker takes it */
 	bool fd_taken;
+	/* one more SO_REUSEPORT socket per further worker, bound while still
+	 * privileged so the kernel spreads connections over every worker */
+	int extra[64];
+	int nextra;
 	_Atomic(struct lcfg *) cur;
 	atomic_int nconn;              /* sessions on this listener, all workers */
 };
@@ -1803,6 +1807,14 @@ lcfg_free(struct lcfg *f)
 	free(f);
 }
 
+static int bind_workers = 1;
+
+void
+smtp_server_set_workers(int n)
+{
+	bind_workers = n;
+}
+
 int
 smtp_server_bind(const struct config *c, char *err, size_t errlen)
 {
@@ -1826,6 +1838,12 @@ smtp_server_bind(const struct config *c, char *err, size_t errlen)
 			snprintf(err, errlen, "%s:%d: listener %s: %s", lc->file, lc->line, lc->name, e);
 			goto fail;
 		}
+		for (l->nextra = 0; l->nextra < bind_workers - 1 && l->nextra < (int)ARRAY_SIZE(l->extra); l->nextra++) {
+			int x = make_socket(&l->ss, l->sslen, true, e, sizeof(e));
+			if (x < 0)
+				break;
+			l->extra[l->nextra] = x;
+		}
 		lcfg_keep(f);
 		log_info("event=listening listener=%s tls=%s auth=%s relay-from=%d", l->name,
 		    f->ssl ? "yes" : "no", f->auth ? "yes" : "no", lc->nrelay);
@@ -1839,6 +1857,8 @@ fail:
 		struct lcfg *f = atomic_load(&ls[k].cur);
 		if (ls[k].fd >= 0)
 			close(ls[k].fd);
+		for (int x = 0; x < ls[k].nextra; x++)
+			close(ls[k].extra[x]);
 		free(ls[k].name);
 		if (f && k == i)
 			lcfg_free(f);
@@ -1886,13 +1906,20 @@ smtp_server_start(struct worker *w)
 		int fd = -1;
 		bool first;
 
+		/* worker 0 takes the socket bound first, worker k the k-th extra
+		 * one: every bound socket has its accepter */
 		pthread_mutex_lock(&srv_lock);
-		first = !l->fd_taken;
-		l->fd_taken = true;
+		first = w->idx == 0 && !l->fd_taken;
+		if (first)
+			l->fd_taken = true;
+		if (!first && w->idx >= 1 && w->idx - 1 < l->nextra && l->extra[w->idx - 1] >= 0) {
+			fd = l->extra[w->idx - 1];
+			l->extra[w->idx - 1] = -1;
+		}
 		pthread_mutex_unlock(&srv_lock);
 		if (first)
 			fd = l->fd;
-		else if ((fd = make_socket(&l->ss, l->sslen, true, e, sizeof(e))) < 0) {
+		else if (fd < 0 && (fd = make_socket(&l->ss, l->sslen, true, e, sizeof(e))) < 0) {
 			/* e.g. privileges dropped since the first bind: share its socket */
 			log_debug("event=reuseport-fallback listener=%s worker=%d err=\"%s\"",
 			    l->name, w->idx, e);
@@ -2033,6 +2060,9 @@ smtp_server_free(void)
 	for (int i = 0; i < nlstns; i++) {
 		if (lstns[i].fd >= 0)
 			close(lstns[i].fd);
+		for (int k = 0; k < lstns[i].nextra; k++)
+			if (lstns[i].extra[k] >= 0)
+				close(lstns[i].extra[k]);
 		free(lstns[i].name);
 	}
 	free(lstns);

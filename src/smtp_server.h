@@ -15,6 +15,8 @@ struct config;
 /* Bind every listener of c (as root, before dropping privileges), build the
  * TLS contexts and load the auth-users files. Returns 0 or -1 with err. The
  * sockets are kept for the workers. */
+/* How many workers will accept (before smtp_server_bind): one socket each. */
+void smtp_server_set_workers(int n);
 int smtp_server_bind(const struct config *c, char *err, size_t errlen);
 /* Start accepting on w's loop (called on each worker's thread). */
 void smtp_server_start(struct worker *w);

@@ -8,9 +8,7 @@ real client gets and on the messages the receiver records.
 
 import re
 import signal
-import smtplib
 import socket
-import time
 
 import pytest
 
@@ -427,3 +425,20 @@ def test_graceful_stop(sluiced, receiver):
     assert busy.closed()
     d.proc.wait(scaled(15))
     assert d.proc.returncode == 0
+
+
+def test_trace_shows_every_state_transition(sluiced, receiver):
+    rx = receiver()
+    d = sluiced(CONF.replace("log-level debug", "log-level trace"), rx=rx.port)
+    c = greeted(d)
+    c.send(b"MAIL FROM:<a@src.test>\r\nRCPT TO:<b@dst.test>\r\nDATA\r\n")
+    assert [r[0] for r in c.replies(3)] == [250, 250, 354]
+    c.send(MSG + b".\r\nQUIT\r\n")
+    assert [r[0] for r in c.replies(2)] == [250, 221]
+    assert c.closed()
+    log = d.log_text()
+    sid = re.search(r"event=mail sid=(\S+)", log).group(1)
+    wait_until(lambda: "event=disconnect sid=" + sid in d.log_text(), 5, what="disconnect")
+    steps = re.findall(r"event=state sid=%s from=(\S+) to=(\S+)" % sid, d.log_text())
+    assert steps == [("HELO", "READY"), ("READY", "MAIL"), ("MAIL", "RCPT"), ("RCPT", "DATA"),
+                     ("DATA", "INJECT"), ("INJECT", "READY"), ("READY", "CLOSING")], steps

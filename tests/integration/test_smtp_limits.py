@@ -6,10 +6,8 @@ and on what reaches the receiver (nothing, for a refused message).
 
 import os
 import re
-import socket
 import time
 
-import pytest
 
 from conftest import FAST_RETRY
 from peers import scaled, wait_until
