@@ -2,7 +2,7 @@
  * auth: SMTP AUTH credentials. The file holds "user:HASH" lines, one per
  * user, '#' comments and blank lines allowed; HASH is salted PBKDF2 with
  * HMAC-SHA-256 in the form "$pbkdf2-sha256$ITERATIONS$SALT$KEY" (standard
- * base64), as made by auth_hash() / `sluicectl user add`. Plaintext or
+ * base64), as made by auth_hash() / `sluicectl user hash USER`. Plaintext or
  * unknown schemes are refused at load with file:line, and so is a file that
  * other users can read. A loaded db is immutable: auth_check() may run on
  * any thread (it is slow on purpose; call it from the job pool).

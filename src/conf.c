@@ -142,6 +142,8 @@ static const struct directive table[] = {
 	  "PORT", "Remote port for direct MX delivery." },
 	{ "user", CX_GLOBAL, T_STR, 1, G(user), NULL, 0, 0, NULL, -1, NULL,
 	  "NAME", "When started as root: the user to run as after binding ports." },
+	{ "bounce-rules", CX_GLOBAL, T_STR, 1, G(bounce_rules), NULL, 0, 0, NULL, -1, NULL,
+	  "FILE", "Ordered rules that classify remote replies into bounce categories. Default: the built-in copy of conf/bounce-rules.conf." },
 	{ "bounce-from", CX_GLOBAL, T_STR, 1, G(bounce_from), NULL, 0, 0, NULL, -1, NULL,
 	  "ADDRESS", "From address of delivery status notifications. Default MAILER-DAEMON@hostname." },
 
@@ -1053,6 +1055,7 @@ conf_free(struct config *c)
 	free(c->store);
 	free(c->user);
 	free(c->bounce_from);
+	free(c->bounce_rules);
 	for (int i = 0; i < c->nlisteners; i++) {
 		struct listener_conf *l = &c->listeners[i];
 		free(l->name);

@@ -135,6 +135,7 @@ struct config {
 	int smtp_port;
 	char *user;
 	char *bounce_from;             /* envelope/From of DSNs; default MAILER-DAEMON@hostname */
+	char *bounce_rules;            /* reply classification rules file; NULL = built-in */
 
 	struct listener_conf *listeners; int nlisteners;
 	struct source_conf *sources;     int nsources;

@@ -18,9 +18,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include <unistd.h>
+
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "auth.h"
 #include "conf.h"
 #include "sluicectl.h"
 #include "util.h"
@@ -45,6 +48,8 @@ static const char usage_text[] =
 "  message ID delete             drop a message from the queue (no bounce)\n"
 "  reload                        reload the configuration\n"
 "  dkim ...                      DKIM key tools (sluicectl dkim help)\n"
+"  user hash USER                read a password on standard input and print\n"
+"                                the auth-users line (salted PBKDF2-SHA256)\n"
 "  help                          this text\n"
 "\n"
 "Options:\n"
@@ -58,6 +63,39 @@ static const char usage_text[] =
 "Exit status: 0 ok, 1 error, 2 cannot connect to the daemon.\n";
 
 static void die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+
+/* `sluicectl user hash USER`: one line for the auth-users file. The
+ * password comes from standard input (first line), never the command line. */
+static int
+ctl_user(int argc, char **argv)
+{
+	char pass[1024];
+
+	if (argc != 3 || strcmp(argv[1], "hash") != 0) {
+		fputs("usage: sluicectl user hash USER   (password on standard input)\n", stderr);
+		return EXIT_ERR;
+	}
+	if (strchr(argv[2], ':') || argv[2][0] == '\0') {
+		fputs("sluicectl: user names cannot be empty or contain ':'\n", stderr);
+		return EXIT_ERR;
+	}
+	if (isatty(0))
+		fputs("password: ", stderr);
+	if (fgets(pass, sizeof(pass), stdin) == NULL) {
+		fputs("sluicectl: no password on standard input\n", stderr);
+		return EXIT_ERR;
+	}
+	pass[strcspn(pass, "\r\n")] = '\0';
+	if (pass[0] == '\0') {
+		fputs("sluicectl: empty password\n", stderr);
+		return EXIT_ERR;
+	}
+	char *h = auth_hash(pass);
+	printf("%s:%s\n", argv[2], h);
+	explicit_bzero(pass, sizeof(pass));
+	free(h);
+	return 0;
+}
 
 static void
 die(int code, const char *fmt, ...)
@@ -826,6 +864,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "dkim") == 0)
 		return ctl_dkim(&o, argc, argv);    /* argv[0] is "dkim" */
+	if (strcmp(cmd, "user") == 0)
+		return ctl_user(argc, argv);
 
 	/* --json is also accepted after the command. */
 	n = 0;

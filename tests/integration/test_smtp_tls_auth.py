@@ -321,3 +321,22 @@ def test_reload_applies_new_users_and_keeps_old_on_error(sluiced, receiver, test
     s = tls_client(d, test_ca)
     assert s.login("carol", "new secret")[0] == 235
     s.quit()
+
+
+def test_sluicectl_user_hash_makes_working_credentials(sluiced, sluiced_bin, receiver, test_ca, tmp_path):
+    """The documented way to make an auth-users line: sluicectl user hash."""
+    import subprocess
+    out = subprocess.run([sluiced_bin[1], "user", "hash", "carol"], input="s3cret pass\n",
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    line = out.stdout
+    assert line.startswith("carol:$pbkdf2-sha256$") and "s3cret" not in line
+    d, rx = start(sluiced, receiver, test_ca, tmp_path, users=users_file(tmp_path, line))
+    s = tls_client(d, test_ca)
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        s.login("carol", "s3cret")
+    assert s.login("carol", "s3cret pass")[0] == 235
+    s.quit()
+    bad = subprocess.run([sluiced_bin[1], "user", "hash", "a:b"], input="x\n",
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 1 and "':'" in bad.stderr

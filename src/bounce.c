@@ -1,0 +1,1 @@
+/* bounce: being written */
