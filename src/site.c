@@ -438,11 +438,15 @@ lc_next_txn(void *owner, struct smtp_conn *c)
 	}
 	struct txn *t = xcalloc(1, sizeof(*t));
 	int max = MIN(s->lim.max_rcpt_per_msg, TXN_MAX_RCPT);
+	int want = 0;
+	/* the recipients of this message waiting here are adjacent */
+	for (struct qrcpt *q = r; q && q->msg == r->msg && want < max; q = TAILQ_NEXT(q, link))
+		want++;
 	t->msg = r->msg;
 	atomic_fetch_add(&t->msg->refs, 1);
 	t->sender = t->msg->sm.sender;
-	t->rcpt = xcalloc((size_t)max, sizeof(*t->rcpt));
-	while (r != NULL && r->msg == t->msg && t->nrcpt < max) {
+	t->rcpt = xcalloc((size_t)want, sizeof(*t->rcpt));
+	while (r != NULL && r->msg == t->msg && t->nrcpt < want) {
 		struct qrcpt *next = TAILQ_NEXT(r, link);
 		TAILQ_REMOVE(&l->ready, r, link);
 		l->nready--;

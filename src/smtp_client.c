@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -403,6 +404,10 @@ start_connect(struct smtp_conn *c)
 		smtp_reply_set(&c->last_err, 451, "4.4.0", "socket: %s", strerror(errno));
 		return -1;
 	}
+	/* commands and the end of the body go out as soon as they are written:
+	 * Nagle would hold ".\r\n" behind the peer's delayed ACK (40 ms) */
+	int nodelay = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
 	if (c->has_source) {
 		int one = 1;
 		socklen_t sl = c->source_sa.ss_family == AF_INET6 ?
