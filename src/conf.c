@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "bounce.h"
 #include "dkim.h"
 #include "log.h"
 #include "util.h"
@@ -323,6 +324,8 @@ set_value(struct pstate *ps, const struct directive *d, void *obj, char **args, 
 		char **s = (char **)p;
 		free(*s);
 		*s = xstrdup(v);
+		if (d->off == G(bounce_rules) && d->ctx == CX_GLOBAL)
+			ps->c->bounce_rules_line = ps->line;
 		return 0;
 	}
 	case T_INT: {
@@ -969,6 +972,10 @@ validate(struct pstate *ps)
 		if (p->dkim_domain && conf_dkim(c, p->dkim_domain) == NULL)
 			perr(ps, p->line, "pool %s: dkim-domain %s has no dkim block", p->name, p->dkim_domain);
 	}
+	char berr[1024];
+	c->bounce = bounce_rules_load(c->bounce_rules, berr, sizeof(berr));
+	if (c->bounce == NULL)
+		perr(ps, c->bounce_rules_line, "bounce-rules: %s", berr);
 	for (int i = 0; i < c->ndkim; i++) {
 		struct dkim_conf *d = &c->dkim[i];
 		if (d->nsel == 0)
@@ -1056,6 +1063,7 @@ conf_free(struct config *c)
 	free(c->user);
 	free(c->bounce_from);
 	free(c->bounce_rules);
+	bounce_rules_free(c->bounce);
 	for (int i = 0; i < c->nlisteners; i++) {
 		struct listener_conf *l = &c->listeners[i];
 		free(l->name);

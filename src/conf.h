@@ -136,6 +136,8 @@ struct config {
 	char *user;
 	char *bounce_from;             /* envelope/From of DSNs; default MAILER-DAEMON@hostname */
 	char *bounce_rules;            /* reply classification rules file; NULL = built-in */
+	int bounce_rules_line;
+	struct bounce_rules *bounce;   /* loaded rules (bounce.h) */
 
 	struct listener_conf *listeners; int nlisteners;
 	struct source_conf *sources;     int nsources;

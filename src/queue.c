@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "bounce.h"
 #include "conf.h"
 #include "dns.h"
 #include "log.h"
@@ -659,6 +660,16 @@ outcome_event(const char *type, struct qrcpt *r, const struct smtp_reply *rep,
 	jb_int(&j, "code", rep->code);
 	if (rep->enh[0])
 		jb_str(&j, "status", rep->enh);
+	if (strcmp(type, "delivery") != 0) {
+		struct bounce_class bc;
+		if (strcmp(type, "expired") == 0)
+			bounce_class_expired(&bc);
+		else
+			bounce_classify(conf->bounce, rep->code, rep->enh, rep->text, &bc);
+		jb_str(&j, "category", bc.category);
+		jb_str(&j, "ses_type", bc.ses_type);
+		jb_str(&j, "ses_subtype", bc.ses_subtype);
+	}
 	jb_int(&j, "attempt", attempt);
 	jb_int(&j, "size", (int64_t)m->sm.body_len);
 	jb_int(&j, "delay_ms", now_ms() - m->sm.created_ms);
