@@ -9,7 +9,7 @@ PACKAGES="build-essential autoconf automake libtool pkg-config
 libssl-dev libevent-dev libc-ares-dev libopendkim-dev liblmdb-dev
 libcurl4-openssl-dev libjansson-dev libcmocka-dev
 python3-pytest python3-aiosmtpd python3-dkim python3-dnslib
-openssl swaks curl postfix opendkim-tools"
+openssl swaks curl postfix opendkim opendkim-tools"
 
 if [ "$(id -u)" -eq 0 ]; then
 	SUDO=""

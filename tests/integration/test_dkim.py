@@ -252,3 +252,29 @@ def test_ctl_keygen_and_check(tmp_path, dns_server, sluiced_bin, alg):
     import base64
     p64 = base64.b64encode(pub if alg == "rsa" else pub[-32:]).decode()
     assert txt.endswith("p=" + p64)
+
+
+def test_sighup_picks_up_rotated_key(tmp_path, dns_server, receiver, sluiced):
+    """Key rotation: a new key file at the same path and a new selector are
+    used after SIGHUP; messages signed before keep verifying with the old
+    record, messages after verify with the new one."""
+    rx = receiver()
+    old = publish(dns_server, tmp_path, "src.test", "jan", "rsa")
+    d = sluiced(route_conf(rx) + dkim_block("src.test", old))
+    d.send(FROM, TO, msg(subject="before"))
+    first = delivered(rx)[0].data
+    assert dkim_verify(first, dns_server) == [("src.test", "jan", True)]
+
+    new = publish(dns_server, tmp_path / "new", "src.test", "feb", "rsa")
+    d.reload(route_conf(rx) + dkim_block("src.test", new))
+    d.send(FROM, TO, msg(subject="after"))
+    second = delivered(rx, 2)[1].data
+    assert dkim_verify(second, dns_server) == [("src.test", "feb", True)]
+    assert b"s=jan" not in second
+
+    # a reload naming a missing key keeps the running config (and key)
+    d.reload(route_conf(rx) + dkim_block("src.test", ("mar", "rsa", str(tmp_path / "nope.key"))))
+    assert "nope.key" in d.log_text()
+    d.send(FROM, TO, msg(subject="still feb"))
+    third = delivered(rx, 3)[2].data
+    assert dkim_verify(third, dns_server) == [("src.test", "feb", True)]
