@@ -7,6 +7,7 @@ import pwd
 import pytest
 
 from conftest import route_conf
+from peers import wait_until
 
 
 def ids(pid):
@@ -33,11 +34,14 @@ def test_drops_to_user_after_binding(sluiced, receiver):
         p = os.path.dirname(p)
     try:
         d.start()
+        # the kernel queues connections from the bind on, so "accepting"
+        # comes before the drop: wait for the daemon to say it dropped
+        wait_until(lambda: "event=privileges-dropped user=nobody" in d.log_text(), 10,
+                   what="privileges dropped")
         assert set(ids(d.pid)) == {nobody}, "real, effective, saved and fs uid"
         assert os.stat(d.spool).st_uid == nobody
         d.send("a@src.test", ["b@dst.test"], "Subject: dropped\r\n\r\nhello\r\n")
         assert rx.wait_for(1)[0].rcpt_tos == ["b@dst.test"]
-        assert "event=privileges-dropped user=nobody" in d.log_text()
         d.stop()
     finally:
         for path, mode in changed:
