@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "backoff.h"
 #include "bounce.h"
 #include "dkim.h"
 #include "log.h"
@@ -145,6 +146,8 @@ static const struct directive table[] = {
 	  "NAME", "When started as root: the user to run as after binding ports." },
 	{ "bounce-rules", CX_GLOBAL, T_STR, 1, G(bounce_rules), NULL, 0, 0, NULL, -1, NULL,
 	  "FILE", "Ordered rules that classify remote replies into bounce categories. Default: the built-in copy of conf/bounce-rules.conf." },
+	{ "backoff-rules", CX_GLOBAL, T_STR, 1, G(backoff_rules), NULL, 0, 0, NULL, -1, NULL,
+	  "FILE", "Ordered rules that suspend a site or lower its rate or connections when a remote reply says it throttles the sending IP. Default: the built-in copy of conf/backoff-rules.conf." },
 	{ "bounce-from", CX_GLOBAL, T_STR, 1, G(bounce_from), NULL, 0, 0, NULL, -1, NULL,
 	  "ADDRESS", "From address of delivery status notifications. Default MAILER-DAEMON@hostname." },
 
@@ -326,6 +329,8 @@ set_value(struct pstate *ps, const struct directive *d, void *obj, char **args, 
 		*s = xstrdup(v);
 		if (d->off == G(bounce_rules) && d->ctx == CX_GLOBAL)
 			ps->c->bounce_rules_line = ps->line;
+		if (d->off == G(backoff_rules) && d->ctx == CX_GLOBAL)
+			ps->c->backoff_rules_line = ps->line;
 		return 0;
 	}
 	case T_INT: {
@@ -976,6 +981,9 @@ validate(struct pstate *ps)
 	c->bounce = bounce_rules_load(c->bounce_rules, berr, sizeof(berr));
 	if (c->bounce == NULL)
 		perr(ps, c->bounce_rules_line, "bounce-rules: %s", berr);
+	c->backoff = backoff_rules_load(c->backoff_rules, berr, sizeof(berr));
+	if (c->backoff == NULL)
+		perr(ps, c->backoff_rules_line, "backoff-rules: %s", berr);
 	for (int i = 0; i < c->ndkim; i++) {
 		struct dkim_conf *d = &c->dkim[i];
 		if (d->nsel == 0)
@@ -1064,6 +1072,8 @@ conf_free(struct config *c)
 	free(c->bounce_from);
 	free(c->bounce_rules);
 	bounce_rules_free(c->bounce);
+	free(c->backoff_rules);
+	backoff_rules_free(c->backoff);
 	for (int i = 0; i < c->nlisteners; i++) {
 		struct listener_conf *l = &c->listeners[i];
 		free(l->name);

@@ -138,6 +138,9 @@ struct config {
 	char *bounce_rules;            /* reply classification rules file; NULL = built-in */
 	int bounce_rules_line;
 	struct bounce_rules *bounce;   /* loaded rules (bounce.h) */
+	char *backoff_rules;           /* throttling reply rules file; NULL = built-in */
+	int backoff_rules_line;
+	struct backoff_rules *backoff; /* loaded rules (backoff.h) */
 
 	struct listener_conf *listeners; int nlisteners;
 	struct source_conf *sources;     int nsources;

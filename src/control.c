@@ -50,6 +50,7 @@
 #include "log.h"
 #include "queue.h"
 #include "site.h"
+#include "site_ctl.h"
 #include "smtp_parse.h"
 #include "spool.h"
 #include "util.h"
@@ -62,7 +63,8 @@
 
 int (*control_reload_fn)(char *err, size_t errlen);
 
-enum call_op { OP_SITES, OP_SITE, OP_QUEUE, OP_SUSPEND, OP_RESUME, OP_BOUNCE, OP_INJECT };
+enum call_op { OP_SITES, OP_SITE, OP_QUEUE, OP_SUSPEND, OP_RESUME, OP_BOUNCE, OP_LIMITS,
+	OP_INJECT };
 
 /*
  * One request that needs the workers. Created and finished on the control
@@ -79,6 +81,8 @@ struct ctl_call {
 	char *name;                    /* site name */
 	int64_t until_ms;              /* suspend */
 	char *reason;                  /* suspend, bounce */
+	struct limit_set *lims;        /* limits: parsed and checked, all applied */
+	int nlims;
 
 	/* gathered */
 	pthread_mutex_t lock;
@@ -297,6 +301,7 @@ call_free(struct ctl_call *cc)
 		inject_free(cc->in);
 	free(cc->name);
 	free(cc->reason);
+	free(cc->lims);
 	free(cc);
 }
 
@@ -553,11 +558,23 @@ site_json(struct site *s, bool full, int64_t oldest)
 		json_object_set_new(o, "mx_error", json_text(s->mx.errmsg));
 
 	json_t *lanes = json_array();
-	for (struct lane *l = s->lanes; l != NULL; l = l->next)
-		json_array_append_new(lanes, json_pack("{s:o,s:I,s:i,s:I,s:I,s:I}",
+	for (struct lane *l = s->lanes; l != NULL; l = l->next) {
+		char rate[64];
+		fmt_rate(rate, sizeof(rate), lane_max_msg_rate(l));
+		json_t *lj = json_pack("{s:o,s:I,s:i,s:I,s:I,s:I,s:s,s:i}",
 		    "source", json_text(l->source), "ready", (json_int_t)l->nready,
 		    "connections", l->nconn, "delivered", (json_int_t)l->delivered,
-		    "transient", (json_int_t)l->transient, "bounced", (json_int_t)l->bounced));
+		    "transient", (json_int_t)l->transient, "bounced", (json_int_t)l->bounced,
+		    "max_msg_rate", rate, "max_smtp_out", lane_max_smtp_out(l));
+		/* backoff state: limits in force differ from the site's while it lasts */
+		json_object_set_new(lj, "backoff_until",
+		    l->backoff_until ? json_time(l->backoff_until) : json_null());
+		json_object_set_new(lj, "backoff_reason",
+		    l->backoff_reason ? json_text(l->backoff_reason) : json_null());
+		json_object_set_new(lj, "backoff_rule_line", json_integer(l->backoff_line));
+		json_object_set_new(lj, "backoff_ok_left", json_integer(l->backoff_ok_left));
+		json_array_append_new(lanes, lj);
+	}
 	json_object_set_new(o, "lanes", lanes);
 	return o;
 }
@@ -612,6 +629,11 @@ w_site_op(void *arg)
 			break;
 		case OP_BOUNCE:
 			count = site_bounce_all(s, cc->reason);
+			break;
+		case OP_LIMITS:
+			/* checked on the control thread: nothing here can fail */
+			for (int i = 0; i < cc->nlims; i++)
+				site_limit_apply(s, &cc->lims[i]);
 			break;
 		case OP_SITE: case OP_SITES: case OP_QUEUE: case OP_INJECT:
 			break;
@@ -725,6 +747,15 @@ finish_site_op(struct ctl_call *cc)
 		o = json_pack("{s:o,s:I,s:O}", "site", json_text(cc->name),
 		    "bounced", (json_int_t)cc->count, "details", site);
 		break;
+	case OP_LIMITS: {
+		json_t *changed = json_array();
+
+		for (int i = 0; i < cc->nlims; i++)
+			json_array_append_new(changed, json_string(conf_limit_name(cc->lims[i].idx)));
+		o = json_pack("{s:o,s:o,s:O}", "site", json_text(cc->name),
+		    "changed", changed, "limits", json_object_get(site, "limits"));
+		break;
+	}
 	default:
 		o = json_pack("{s:o,s:O,s:O,s:O}", "site", json_text(cc->name),
 		    "suspended", json_object_get(site, "suspended"),
@@ -777,7 +808,7 @@ call_done(evutil_socket_t fd, short what, void *arg)
 		case OP_QUEUE:
 			finish_queue(cc);
 			break;
-		case OP_SITE: case OP_SUSPEND: case OP_RESUME: case OP_BOUNCE:
+		case OP_SITE: case OP_SUSPEND: case OP_RESUME: case OP_BOUNCE: case OP_LIMITS:
 			finish_site_op(cc);
 			break;
 		case OP_INJECT:
@@ -921,6 +952,62 @@ h_bounce(struct evhttp_request *req, char **params)
 		return;
 	if (member_str(req, body, "reason", &reason) == 0)
 		site_call(req, OP_BOUNCE, params[0], 0, reason && *reason ? reason : NULL);
+	json_decref(body);
+}
+
+/*
+ * POST /v1/sites/NAME/limits {"max-msg-rate": "100/h", "max-smtp-out": 5}:
+ * every value is parsed and checked here before the site is asked, so a
+ * request changes all its limits or none. Numbers are taken as their
+ * decimal text ("max-smtp-out": 5 is "5").
+ */
+static void
+h_limits(struct evhttp_request *req, char **params)
+{
+	json_t *body = body_object(req, false), *v;
+	struct limit_set *lims = NULL;
+	struct ctl_call *cc;
+	const char *key;
+	char err[1024], num[32];
+	int n = 0;
+
+	if (body == NULL)
+		return;
+	if (json_object_size(body) == 0) {
+		reply_error(req, 400, "bad_limit", "no limits given; the limits that can be set: %s",
+		    site_limit_names());
+		goto out;
+	}
+	lims = xcalloc(json_object_size(body), sizeof(*lims));
+	json_object_foreach(body, key, v) {
+		const char *text;
+
+		if (json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v)) {
+			text = json_string_value(v);
+		} else if (json_is_integer(v)) {
+			snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+			text = num;
+		} else {
+			reply_error(req, 400, "bad_limit", "%s: the value must be a string or an integer",
+			    key);
+			goto out;
+		}
+		if (site_limit_parse(key, text, &lims[n], err, sizeof(err)) < 0) {
+			reply_error(req, 400, "bad_limit", "%s", err);
+			goto out;
+		}
+		n++;
+	}
+	if (!workers_ready(req))
+		goto out;
+	cc = call_new(req, OP_LIMITS);
+	cc->name = xstrdup(params[0]);
+	cc->lims = lims;
+	cc->nlims = n;
+	lims = NULL;
+	call_all_workers(cc, w_site_op);
+out:
+	free(lims);
 	json_decref(body);
 }
 
@@ -1697,6 +1784,7 @@ static const struct route {
 	{ "v1/sites/*/suspend",   EVHTTP_REQ_POST,   h_suspend },
 	{ "v1/sites/*/resume",    EVHTTP_REQ_POST,   h_resume },
 	{ "v1/sites/*/bounce",    EVHTTP_REQ_POST,   h_bounce },
+	{ "v1/sites/*/limits",    EVHTTP_REQ_POST,   h_limits },
 	{ "v1/messages",          EVHTTP_REQ_POST,   h_inject },
 	{ "v1/messages/*",        EVHTTP_REQ_GET,    h_message },
 	{ "v1/messages/*",        EVHTTP_REQ_DELETE, h_message_delete },

@@ -4,6 +4,14 @@
  * recipients ready to go, its connections and its token buckets; the pump
  * decides whether to hand work to an idle connection, open a new one, or
  * wait for a timer (rate limit, suspension).
+ *
+ * Backoff: every non-2xx reply a lane gets (per recipient, and the reply a
+ * connection closes with) goes through the backoff rules (backoff.h). A
+ * match may suspend the site (it resumes by itself), lower the lane's
+ * message rate and cap its connections; the lane keeps the lowered limits
+ * until a quiet period without a new match has passed (its backoff timer)
+ * or enough deliveries succeeded, then returns to the configured limits.
+ * Each change is an accounting event: site-backoff, site-recovered.
  */
 #include "config.h"
 
@@ -14,6 +22,7 @@
 
 #include <event2/event.h>
 
+#include "backoff.h"
 #include "conf.h"
 #include "log.h"
 #include "site.h"
@@ -34,11 +43,14 @@ struct lane_conn {
 	int nmsgs;                      /* transactions started on it */
 	bool busy;                      /* a txn is in flight */
 	bool ready;                     /* greeted at least once */
+	bool backoff_421;               /* a 421 already went through the rules */
+	bool surplus;                   /* quitting: above a backoff's connection cap */
 	struct lane_conn *next;
 };
 
 static void lane_pump(struct lane *l);
 static void outbox_free(void);
+static void site_suspension_check(struct site *s, int64_t now);
 
 /* Token bucket */
 
@@ -93,6 +105,9 @@ lane_free(struct lane *l)
 	}
 	if (l->timer)
 		event_free(l->timer);
+	if (l->backoff_timer)
+		event_free(l->backoff_timer);
+	free(l->backoff_reason);
 	for (struct lane_conn *lc = l->conns, *n; lc; lc = n) {
 		n = lc->next;
 		struct txn *t = smtp_conn_free(lc->c);
@@ -168,7 +183,7 @@ site_limits_refresh(struct site *s)
 	/* a bucket keeps its tokens unless its rate changed */
 	for (struct lane *l = s->lanes; l; l = l->next) {
 		if (memcmp(&msg, &s->lim.max_msg_rate, sizeof(msg)) != 0)
-			tbucket_init(&l->msg_rate, &s->lim.max_msg_rate);
+			tbucket_init(&l->msg_rate, lane_max_msg_rate(l));
 		if (memcmp(&con, &s->lim.max_connect_rate, sizeof(con)) != 0)
 			tbucket_init(&l->conn_rate, &s->lim.max_connect_rate);
 	}
@@ -379,6 +394,199 @@ outbox_free(void)
 	outbox = NULL;
 }
 
+/* Backoff */
+
+/* a is slower than b (count 0 = unlimited, the fastest). */
+static bool
+rate_slower(const struct rate *a, const struct rate *b)
+{
+	if (a->count == 0)
+		return false;
+	if (b->count == 0)
+		return true;
+	return (double)a->count / (double)a->per_ms < (double)b->count / (double)b->per_ms;
+}
+
+int
+lane_max_smtp_out(const struct lane *l)
+{
+	int n = l->site->lim.max_smtp_out;
+
+	if (l->conn_override > 0 && l->conn_override < n)
+		n = l->conn_override;
+	return n;
+}
+
+const struct rate *
+lane_max_msg_rate(const struct lane *l)
+{
+	const struct rate *cfg = &l->site->lim.max_msg_rate;
+
+	return rate_slower(&l->rate_override, cfg) ? &l->rate_override : cfg;
+}
+
+/* A timed suspension that has run out is cleared (it resumed by itself). */
+static void
+site_suspension_check(struct site *s, int64_t now)
+{
+	if (s->suspended_until == 0 || s->suspended_until == INT64_MAX ||
+	    s->suspended_until > now)
+		return;
+	log_info("event=site-suspension-ended site=%s reason=\"%s\"", s->name,
+	    s->suspend_reason ? s->suspend_reason : "");
+	s->suspended_until = 0;
+	free(s->suspend_reason);
+	s->suspend_reason = NULL;
+}
+
+/* Back to the configured limits. The caller pumps the lane. */
+static void
+lane_recover(struct lane *l, const char *how)
+{
+	struct site *s = l->site;
+	bool had_rate = l->rate_override.count > 0;
+
+	log_info("event=site-recovered site=%s source=%s rule=%d after=\"%s\"", s->name,
+	    l->source, l->backoff_line, how);
+	struct jbuf j;
+	jb_init(&j);
+	jb_str(&j, "type", "site-recovered");
+	jb_str(&j, "site", s->name);
+	jb_str(&j, "source", l->source[0] ? l->source : NULL);
+	jb_int(&j, "rule_line", l->backoff_line);
+	jb_str(&j, "after", how);
+	jb_str(&j, "backoff_reason", l->backoff_reason);
+	acct_emit(&j);
+
+	memset(&l->rate_override, 0, sizeof(l->rate_override));
+	l->conn_override = 0;
+	l->backoff_until = 0;
+	l->backoff_ok_left = 0;
+	l->backoff_line = 0;
+	free(l->backoff_reason);
+	l->backoff_reason = NULL;
+	if (had_rate)
+		tbucket_init(&l->msg_rate, lane_max_msg_rate(l));
+	if (l->backoff_timer != NULL)
+		evtimer_del(l->backoff_timer);
+	site_suspension_check(s, now_ms());
+}
+
+static void
+lane_backoff_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct lane *l = arg;
+	int64_t now = now_ms();
+
+	if (l->backoff_until == 0)
+		return;
+	if (now + 2 < l->backoff_until) {
+		int64_t ms = l->backoff_until - now;
+		struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+		evtimer_add(l->backoff_timer, &tv);
+		return;
+	}
+	lane_recover(l, "quiet period");
+	lane_pump(l);
+}
+
+/*
+ * A rule matched reply rep on lane l: apply its action. Only a change of
+ * state (a new or longer suspension, a lower rate or connection cap, the
+ * first match) is an event; a repeat just extends the quiet period.
+ */
+static void
+lane_backoff(struct lane *l, const struct backoff_rule *ru, const struct smtp_reply *rep)
+{
+	struct site *s = l->site;
+	int64_t now = now_ms();
+	bool changed = l->backoff_until == 0;
+	bool lowers = ru->rate.count > 0 || ru->connections > 0;
+	char rbuf[1200], act[160], reason[1500];
+
+	smtp_reply_fmt(rep, rbuf, sizeof(rbuf));
+	backoff_rule_fmt(ru, act, sizeof(act));
+	snprintf(reason, sizeof(reason), "backoff rule %s:%d (%s): %s", ru->file, ru->line,
+	    act, rbuf);
+
+	int64_t resume = now + ru->suspend_ms;
+	if (ru->suspend_ms > 0 && s->suspended_until != INT64_MAX && s->suspended_until < resume) {
+		site_suspend(s, resume, reason);
+		changed = true;
+	}
+	if (ru->rate.count > 0 && (l->rate_override.count == 0 ||
+	    rate_slower(&ru->rate, &l->rate_override))) {
+		l->rate_override = ru->rate;
+		tbucket_init(&l->msg_rate, lane_max_msg_rate(l));
+		/* start empty: the lowered pace applies from now, not after a burst */
+		l->msg_rate.tokens = 0;
+		l->msg_rate.last_ms = now;
+		changed = true;
+	}
+	if (ru->connections > 0 && (l->conn_override == 0 || ru->connections < l->conn_override)) {
+		l->conn_override = ru->connections;
+		changed = true;
+	}
+	int64_t until = lowers ? resume + ru->recover_ms : resume;
+	if (until > l->backoff_until) {
+		l->backoff_until = until;
+		if (l->backoff_timer == NULL)
+			l->backoff_timer = evtimer_new(s->owner->base, lane_backoff_timer_cb, l);
+		int64_t ms = until - now;
+		struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+		evtimer_add(l->backoff_timer, &tv);
+	}
+	if (lowers)
+		l->backoff_ok_left = ru->recover_after;
+	l->backoff_line = ru->line;
+	free(l->backoff_reason);
+	l->backoff_reason = xstrdup(reason);
+	if (!changed) {
+		log_debug("event=site-backoff-extended site=%s source=%s rule=%d", s->name,
+		    l->source, ru->line);
+		return;
+	}
+	log_info("event=site-backoff site=%s source=%s rule=%s:%d action=\"%s\" reply=\"%s\"",
+	    s->name, l->source, ru->file, ru->line, act, rbuf);
+	struct jbuf j;
+	jb_init(&j);
+	jb_str(&j, "type", "site-backoff");
+	jb_str(&j, "site", s->name);
+	jb_str(&j, "source", l->source[0] ? l->source : NULL);
+	jb_str(&j, "rules", ru->file);
+	jb_int(&j, "rule_line", ru->line);
+	jb_str(&j, "action", act);
+	jb_str(&j, "reply", rbuf);
+	if (ru->suspend_ms > 0)
+		jb_time(&j, "suspended_until", s->suspended_until);
+	if (lowers) {
+		char b[64];
+		fmt_rate(b, sizeof(b), lane_max_msg_rate(l));
+		jb_str(&j, "max_msg_rate", l->rate_override.count ? b : NULL);
+		if (l->conn_override)
+			jb_int(&j, "max_smtp_out", lane_max_smtp_out(l));
+		if (l->backoff_ok_left)
+			jb_int(&j, "recover_after", l->backoff_ok_left);
+	}
+	jb_time(&j, "until", l->backoff_until);
+	acct_emit(&j);
+}
+
+/* A non-2xx reply on lane l: the first matching rule acts. True on a match. */
+static bool
+lane_check_reply(struct lane *l, const struct smtp_reply *rep)
+{
+	const struct backoff_rule *ru;
+
+	if (rep->code == 0 && rep->enh[0] == '\0')
+		return false;
+	ru = backoff_match(conf->backoff, rep->code, rep->enh, rep->text);
+	if (ru == NULL)
+		return false;
+	lane_backoff(l, ru, rep);
+	return true;
+}
+
 /* Connections */
 
 static const struct source_conf *
@@ -416,6 +624,18 @@ lc_next_txn(void *owner, struct smtp_conn *c)
 	if (s->suspended_until > now)
 		return NULL;
 	if (atomic_load(&queue_stopping)) {
+		smtp_conn_quit(c);
+		return NULL;
+	}
+	/* a backoff capped the connections: the surplus goes when idle */
+	if (l->conn_override > 0 && !lc->surplus) {
+		int staying = 0;
+		for (struct lane_conn *o = l->conns; o; o = o->next)
+			staying += !o->surplus;
+		if (staying > lane_max_smtp_out(l))
+			lc->surplus = true;
+	}
+	if (lc->surplus) {
 		smtp_conn_quit(c);
 		return NULL;
 	}
@@ -466,17 +686,41 @@ lc_txn_done(void *owner, struct smtp_conn *c, struct txn *t)
 	struct lane *l = lc->lane;
 	struct attempt_info ai;
 
+	int last_rule = 0;
+	bool recovered = false;
+
 	fill_ai(&ai, l, c);
 	for (int i = 0; i < t->nrcpt; i++) {
-		int cls = smtp_reply_class(&t->rcpt[i].reply);
-		if (cls == 2)
+		const struct smtp_reply *rep = &t->rcpt[i].reply;
+		int cls = smtp_reply_class(rep);
+		if (cls == 2) {
 			l->delivered++;
-		else if (cls == 5)
-			l->bounced++;
-		else
-			l->transient++;
-		queue_outcome(t->rcpt[i].r, &t->rcpt[i].reply, &ai);
+			if (l->backoff_ok_left > 0 && l->site->suspended_until <= now_ms() &&
+			    --l->backoff_ok_left == 0) {
+				lane_recover(l, "deliveries");
+				recovered = true;
+			}
+		} else {
+			if (cls == 5)
+				l->bounced++;
+			else
+				l->transient++;
+			/* the recipients of one transaction usually share a reply:
+			 * one rule acts once per transaction */
+			const struct backoff_rule *ru = backoff_match(conf->backoff, rep->code,
+			    rep->enh, rep->text);
+			if (ru != NULL && ru->line != last_rule) {
+				lane_backoff(l, ru, rep);
+				last_rule = ru->line;
+				if (rep->code == 421)
+					lc->backoff_421 = true;
+			}
+		}
+		queue_outcome(t->rcpt[i].r, rep, &ai);
 	}
+	/* higher limits: let the lane use them (not from inside this callback) */
+	if (recovered)
+		event_active(l->timer, EV_TIMEOUT, 1);
 	lc->busy = false;
 	atomic_fetch_sub(&queue_inflight, 1);
 	qmsg_unref(t->msg);
@@ -519,6 +763,9 @@ lc_closed(void *owner, struct smtp_conn *c, const struct smtp_reply *why, bool g
 		free(s->last_error);
 		s->last_error = xstrdup(buf);
 		s->last_error_ms = now_ms();
+		/* a 421 that ended a transaction went through the rules there */
+		if (smtp_reply_class(why) != 2 && !(lc->backoff_421 && why->code == 421))
+			lane_check_reply(l, why);
 	}
 	if (!greeted && !lc->ready && why != NULL) {
 		/* no MX could be reached: when no other connection is working,
@@ -571,6 +818,7 @@ lane_pump(struct lane *l)
 	struct site *s = l->site;
 	int64_t now = now_ms();
 
+	site_suspension_check(s, now);
 	if (l->nready == 0)
 		return;
 	if (s->suspended_until > now) {
@@ -590,7 +838,7 @@ lane_pump(struct lane *l)
 		}
 	}
 	/* open more while there is work nobody will take */
-	while (l->nconn < s->lim.max_smtp_out && l->nready > connecting) {
+	while (l->nconn < lane_max_smtp_out(l) && l->nready > connecting) {
 		int64_t wait = tbucket_take(&l->conn_rate, now);
 		if (wait > 0) {
 			lane_wake_in(l, wait);

@@ -37,6 +37,15 @@ struct lane {
 	struct event *timer;           /* wake when a rate or suspension allows */
 	bool pump_pending;             /* in the current hand-off batch */
 	long delivered, transient, bounced;
+	/* Backoff (backoff.h): a throttling reply lowered this lane's limits
+	 * until backoff_until, or until backoff_ok_left more deliveries. */
+	struct rate rate_override;     /* max-msg-rate in force; count 0 = none */
+	int conn_override;             /* max-smtp-out cap; 0 = none */
+	int64_t backoff_until;         /* recovery time; 0 = not backing off */
+	int backoff_ok_left;           /* 2xx replies still needed; 0 = time only */
+	char *backoff_reason;          /* "backoff rule FILE:LINE (...): REPLY" */
+	int backoff_line;              /* line of the rule that matched last */
+	struct event *backoff_timer;   /* fires at backoff_until */
 	struct lane *next;
 };
 
@@ -88,5 +97,8 @@ void site_resume(struct site *s);
 long site_bounce_all(struct site *s, const char *reason);
 long site_queued(const struct site *s);
 int site_connections(const struct site *s);
+/* A lane's limits in force (configured, lowered by a backoff override). */
+int lane_max_smtp_out(const struct lane *l);
+const struct rate *lane_max_msg_rate(const struct lane *l);
 
 #endif

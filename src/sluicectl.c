@@ -44,6 +44,11 @@ static const char usage_text[] =
 "                                stop deliveries to a site (default: until resumed)\n"
 "  site NAME resume              resume deliveries to a site\n"
 "  site NAME bounce [REASON...]  bounce everything queued at a site\n"
+"  site NAME set LIMIT VALUE [LIMIT VALUE...]\n"
+"                                change a site's limits until the next reload\n"
+"                                (max-smtp-out, max-msg-per-connection,\n"
+"                                max-rcpt-per-message, max-msg-rate,\n"
+"                                max-connect-rate, retry-after, bounce-after, tls)\n"
 "  message ID                    a queued message and its recipients\n"
 "  message ID delete             drop a message from the queue (no bounce)\n"
 "  reload                        reload the configuration\n"
@@ -569,14 +574,29 @@ cmd_sites(const struct ctl_opts *o)
 	return 0;
 }
 
+/* The LIMIT,VALUE,FROM table of a limits object. */
+static void
+print_limits(const json_t *limits)
+{
+	struct table t;
+	const char *key;
+	json_t *v;
+	char vbuf[256];
+
+	table_init(&t, "LIMIT,VALUE,FROM");
+	json_object_foreach((json_t *)limits, key, v)
+		table_row(&t, key, jtext(json_object_get(v, "value"), vbuf, sizeof(vbuf)),
+		    jf(v, "origin"));
+	table_print(&t);
+}
+
 static void
 print_site(const json_t *s)
 {
 	json_t *mx = json_object_get(s, "mx"), *lanes = json_object_get(s, "lanes");
-	json_t *limits = json_object_get(s, "limits"), *e, *v;
-	const char *key;
+	json_t *limits = json_object_get(s, "limits"), *e;
 	struct table t;
-	char st[512], vbuf[256];
+	char st[512];
 	size_t i;
 
 	kv("site", "%s", jf(s, "name"));
@@ -621,11 +641,7 @@ print_site(const json_t *s)
 	}
 	if (json_object_size(limits) > 0) {
 		putchar('\n');
-		table_init(&t, "LIMIT,VALUE,FROM");
-		json_object_foreach(limits, key, v)
-			table_row(&t, key, jtext(json_object_get(v, "value"), vbuf, sizeof(vbuf)),
-			    jf(v, "origin"));
-		table_print(&t);
+		print_limits(limits);
 	}
 }
 
@@ -675,9 +691,42 @@ check_site_args(const char *action, int argc, char **argv)
 	} else if (strcmp(action, "resume") == 0) {
 		if (argc > 0)
 			usage_error("site NAME resume takes no arguments (got \"%s\")", argv[0]);
+	} else if (strcmp(action, "set") == 0) {
+		if (argc == 0 || argc % 2 != 0)
+			usage_error("site NAME set needs LIMIT VALUE pairs (e.g. max-msg-rate 100/h)");
 	} else if (strcmp(action, "bounce") != 0) {
-		usage_error("unknown site action \"%s\" (suspend, resume or bounce)", action);
+		usage_error("unknown site action \"%s\" (suspend, resume, bounce or set)", action);
 	}
+}
+
+/*
+ * site NAME set LIMIT VALUE ...: one request, so the daemon checks every
+ * value before it changes any. Values go as strings; the daemon parses them.
+ */
+static int
+cmd_site_set(const struct ctl_opts *o, const char *name, int argc, char **argv)
+{
+	json_t *body = json_object(), *j;
+	struct resp r;
+	char *path;
+
+	for (int i = 0; i + 1 < argc; i += 2) {
+		if (json_object_get(body, argv[i]) != NULL) {
+			json_decref(body);
+			die(EXIT_ERR, "%s is given twice", argv[i]);
+		}
+		json_object_set_new(body, argv[i], json_string(argv[i + 1]));
+	}
+	path = path_with("/v1/sites/", name, "/limits");
+	j = call(o, "POST", path, body, &r);
+	free(path);
+	json_decref(body);
+	if (j == NULL)
+		return call_rc;
+	printf("site %s: limits changed until the next reload\n\n", name);
+	print_limits(json_object_get(j, "limits"));
+	resp_free(&r);
+	return 0;
 }
 
 /* site NAME suspend|resume|bounce ARGS */
@@ -917,6 +966,8 @@ main(int argc, char **argv)
 		rc = cmd_sites(&o);
 	else if (argc == 2)
 		rc = cmd_site_show(&o, argv[1]);
+	else if (strcmp(argv[2], "set") == 0)
+		rc = cmd_site_set(&o, argv[1], argc - 3, argv + 3);
 	else
 		rc = cmd_site_action(&o, argv[1], argv[2], argc - 3, argv + 3);
 	curl_global_cleanup();

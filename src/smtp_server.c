@@ -482,17 +482,18 @@ session_free(struct session *s)
 {
 	struct srv_worker *sw = s->sw;
 
+	session_drop_bev(s);
+	/* the slot is free before the line that says so is written */
+	ip_release((int)(s->l - lstns), s->ip);
+	atomic_fetch_sub(&s->l->nconn, 1);
 	log_info("event=disconnect sid=%s ip=%s messages=%d errors=%d duration_ms=%" PRId64,
 	    s->sid, s->ip, s->ntxn, s->errors, mono_ms() - s->start_ms);
-	session_drop_bev(s);
 	txn_reset(s);
 	free(s->helo);
 	free(s->user);
 	free(s->auser);
 	free(s->linebuf);
 	free(s->pbuf);
-	ip_release((int)(s->l - lstns), s->ip);
-	atomic_fetch_sub(&s->l->nconn, 1);
 	TAILQ_REMOVE(&sw->sessions, s, link);
 	atomic_fetch_sub(&sw->nsessions, 1);
 	free(s);
