@@ -30,18 +30,15 @@
 #include <string.h>
 
 #include "backoff.h"
+#include "reply_match.h"
 #include "util.h"
 
-#define ST_ANY (-1)                    /* wildcard part of a status pattern */
 #define MAX_CONNECTIONS 10000
 #define MAX_RECOVER_AFTER 1000000
 
 struct rule {
 	struct backoff_rule act;       /* what backoff_match() hands out */
-	bool has_code, has_status, has_re;
-	char code[3];                  /* '0'-'9' or 'x' per digit */
-	int status[3];                 /* class, subject, detail; ST_ANY */
-	regex_t re;
+	struct reply_match m;           /* code=, status=, /regex/ */
 };
 
 struct backoff_rules {
@@ -172,83 +169,9 @@ const char backoff_rules_builtin[] = {
 	"code=4xx suspend=15m rate=300/h recover=2h /\\[TS0[12]\\]|temporarily deferred due to (unexpected volume or )?user complaints/\n"
 };
 
-/* "421", "42x", "4xx": first digit 2-5, then digits or 'x'. */
-static bool
-parse_code_pattern(const char *s, char out[3])
-{
-	if (strlen(s) != 3 || s[0] < '2' || s[0] > '5')
-		return false;
-	out[0] = s[0];
-	for (int i = 1; i < 3; i++) {
-		if (isdigit((unsigned char)s[i]))
-			out[i] = s[i];
-		else if (s[i] == 'x' || s[i] == 'X')
-			out[i] = 'x';
-		else
-			return false;
-	}
-	return true;
-}
 
-/* One to three digits at *sp; advances *sp. */
-static int
-parse_status_num(const char **sp)
-{
-	const char *s = *sp;
-	int v = 0, n = 0;
 
-	while (isdigit((unsigned char)*s) && n < 3) {
-		v = v * 10 + (*s - '0');
-		s++;
-		n++;
-	}
-	if (n == 0 || isdigit((unsigned char)*s))
-		return -1;
-	*sp = s;
-	return v;
-}
 
-/* "X.Y.Z", "X.Y.*", "X.*" with X one of 2, 4, 5. */
-static bool
-parse_status_pattern(const char *s, int out[3])
-{
-	if ((s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.')
-		return false;
-	out[0] = s[0] - '0';
-	s += 2;
-	if (strcmp(s, "*") == 0) {
-		out[1] = out[2] = ST_ANY;
-		return true;
-	}
-	if ((out[1] = parse_status_num(&s)) < 0 || *s++ != '.')
-		return false;
-	if (strcmp(s, "*") == 0) {
-		out[2] = ST_ANY;
-		return true;
-	}
-	if ((out[2] = parse_status_num(&s)) < 0 || *s != '\0')
-		return false;
-	return true;
-}
-
-/* An enhanced status code at s ("4.7.28", "4.7.650"); length in *len. */
-static bool
-parse_status(const char *s, int out[3], size_t *len)
-{
-	const char *p = s;
-
-	if (!isdigit((unsigned char)p[0]) || p[1] != '.')
-		return false;
-	out[0] = p[0] - '0';
-	p += 2;
-	if ((out[1] = parse_status_num(&p)) < 0 || *p++ != '.')
-		return false;
-	if ((out[2] = parse_status_num(&p)) < 0)
-		return false;
-	if (len != NULL)
-		*len = (size_t)(p - s);
-	return true;
-}
 
 /* A positive integer up to max, nothing after it. */
 static bool
@@ -271,8 +194,8 @@ static void
 rules_free_n(struct rule *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (v[i].has_re)
-			regfree(&v[i].re);
+		if (v[i].m.has_re)
+			regfree(&v[i].m.re);
 	free(v);
 }
 
@@ -351,17 +274,17 @@ parse_rule(char *s, const char *name, int line, struct rule *ru,
 
 	for (tok = strtok_r(s, " \t", &save); tok != NULL; tok = strtok_r(NULL, " \t", &save)) {
 		if (is_key(tok, "code", &v)) {
-			if (ru->has_code)
+			if (ru->m.has_code)
 				FAIL("duplicate code=");
-			if (!parse_code_pattern(v, ru->code))
+			if (!reply_code_pattern(v, ru->m.code))
 				FAIL("bad code pattern \"%s\" (NNN, NNx or Nxx)", v);
-			ru->has_code = true;
+			ru->m.has_code = true;
 		} else if (is_key(tok, "status", &v)) {
-			if (ru->has_status)
+			if (ru->m.has_status)
 				FAIL("duplicate status=");
-			if (!parse_status_pattern(v, ru->status))
+			if (!reply_status_pattern(v, ru->m.status))
 				FAIL("bad status pattern \"%s\" (X.Y.Z, X.Y.* or X.*)", v);
-			ru->has_status = true;
+			ru->m.has_status = true;
 		} else if (is_key(tok, "suspend", &v)) {
 			if (has_suspend)
 				FAIL("duplicate suspend=");
@@ -408,79 +331,74 @@ parse_rule(char *s, const char *name, int line, struct rule *ru,
 
 		if (*pat == '\0')
 			FAIL("empty regex");
-		rc = regcomp(&ru->re, pat, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+		rc = regcomp(&ru->m.re, pat, REG_EXTENDED | REG_ICASE | REG_NOSUB);
 		if (rc != 0) {
 			char msg[256];
 
-			regerror(rc, &ru->re, msg, sizeof(msg));
-			regfree(&ru->re);
+			regerror(rc, &ru->m.re, msg, sizeof(msg));
+			regfree(&ru->m.re);
 			FAIL("bad regex /%s/: %s", pat, msg);
 		}
-		ru->has_re = true;
+		ru->m.has_re = true;
 	}
-	if (!ru->has_code && !ru->has_status && !ru->has_re) {
+	if (!ru->m.has_code && !ru->m.has_status && !ru->m.has_re) {
 		FAIL("rule has no matcher (code=, status= or /regex/)");
 	}
 	if (!has_suspend && ru->act.rate.count == 0 && ru->act.connections == 0) {
-		if (ru->has_re)
-			regfree(&ru->re);
+		if (ru->m.has_re)
+			regfree(&ru->m.re);
 		FAIL("rule has no action (suspend=, rate= or connections=)");
 	}
 	if ((has_recover || ru->act.recover_after != 0) && ru->act.rate.count == 0 &&
 	    ru->act.connections == 0) {
-		if (ru->has_re)
-			regfree(&ru->re);
+		if (ru->m.has_re)
+			regfree(&ru->m.re);
 		FAIL("recover= and recover-after= need rate= or connections=");
 	}
+	return true;
+}
+
+struct backoff_parse {
+	struct backoff_rules *r;
+	size_t cap;
+	const char *name;
+	char *err;
+	size_t errlen;
+};
+
+static bool
+add_rule(char *s, int line, void *arg)
+{
+	struct backoff_parse *c = arg;
+	struct backoff_rules *r = c->r;
+
+	if (r->n == c->cap) {
+		c->cap = c->cap == 0 ? 64 : c->cap * 2;
+		r->v = xrealloc(r->v, c->cap * sizeof(*r->v));
+	}
+	if (!parse_rule(s, c->name, line, &r->v[r->n], c->err, c->errlen))
+		return false;
+	r->n++;
 	return true;
 }
 
 struct backoff_rules *
 backoff_rules_parse(const char *text, const char *name, char *err, size_t errlen)
 {
-	struct backoff_rules *r;
-	char *buf, *p, *nl;
-	size_t cap = 0;
-	int line = 0;
+	struct backoff_parse c = { .name = name, .err = err, .errlen = errlen };
 
 	if (errlen > 0)
 		err[0] = '\0';
-	r = xcalloc(1, sizeof(*r));
-	r->name = xstrdup(name);
-	buf = xstrdup(text);
-	for (p = buf; *p != '\0'; p = nl + 1) {
-		char *s, *e;
-
-		line++;
-		nl = strchr(p, '\n');
-		if (nl == NULL)
-			nl = p + strlen(p) - 1;       /* last line, no newline */
-		else
-			*nl = '\0';
-		s = p;
-		while (*s == ' ' || *s == '\t')
-			s++;
-		e = s + strlen(s);
-		while (e > s && isspace((unsigned char)e[-1]))
-			*--e = '\0';
-		if (*s == '\0' || *s == '#')
-			continue;
-		if (r->n == cap) {
-			cap = cap == 0 ? 32 : cap * 2;
-			r->v = xrealloc(r->v, cap * sizeof(*r->v));
-		}
-		if (!parse_rule(s, name, line, &r->v[r->n], err, errlen)) {
-			free(buf);
-			backoff_rules_free(r);
-			return NULL;
-		}
-		r->n++;
+	c.r = xcalloc(1, sizeof(*c.r));
+	c.r->name = xstrdup(name);
+	if (!reply_rules_lines(text, add_rule, &c)) {
+		backoff_rules_free(c.r);
+		return NULL;
 	}
-	free(buf);
 	/* the file name is fixed now that the array no longer moves */
-	for (size_t i = 0; i < r->n; i++)
-		r->v[i].act.file = r->name;
-	return r;
+	for (size_t i = 0; i < c.r->n; i++)
+		c.r->v[i].act.file = c.r->name;
+	return c.r;
 }
 
 struct backoff_rules *
@@ -488,47 +406,16 @@ backoff_rules_load(const char *path, char *err, size_t errlen)
 {
 	struct backoff_rules *r;
 	char *text;
-	size_t len;
 
 	if (path == NULL)
-		return backoff_rules_parse(backoff_rules_builtin, "built-in backoff rules",
-		    err, errlen);
-	if ((text = read_file(path, &len)) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return backoff_rules_parse(backoff_rules_builtin, "built-in backoff rules", err, errlen);
+	if ((text = reply_rules_text(path, err, errlen)) == NULL)
 		return NULL;
-	}
-	if (strlen(text) != len) {
-		snprintf(err, errlen, "%s: contains a NUL byte", path);
-		free(text);
-		return NULL;
-	}
 	r = backoff_rules_parse(text, path, err, errlen);
 	free(text);
 	return r;
 }
 
-static bool
-rule_matches(const struct rule *ru, const char code[3], bool have_st,
-    const int st[3], const char *text)
-{
-	if (ru->has_code) {
-		if (code[0] == '\0')
-			return false;
-		for (int i = 0; i < 3; i++)
-			if (ru->code[i] != 'x' && ru->code[i] != code[i])
-				return false;
-	}
-	if (ru->has_status) {
-		if (!have_st)
-			return false;
-		for (int i = 0; i < 3; i++)
-			if (ru->status[i] != ST_ANY && ru->status[i] != st[i])
-				return false;
-	}
-	if (ru->has_re && regexec(&ru->re, text, 0, NULL, 0) != 0)
-		return false;
-	return true;
-}
 
 const struct backoff_rule *
 backoff_match(const struct backoff_rules *r, int code, const char *enh,
@@ -546,7 +433,7 @@ backoff_match(const struct backoff_rules *r, int code, const char *enh,
 		cd[1] = (char)('0' + code / 10 % 10);
 		cd[2] = (char)('0' + code % 10);
 	}
-	if (enh != NULL && parse_status(enh, st, &n) && enh[n] == '\0')
+	if (enh != NULL && reply_status_parse(enh, st, &n) && enh[n] == '\0')
 		have_st = true;
 	if (text == NULL)
 		text = "";
@@ -556,7 +443,7 @@ backoff_match(const struct backoff_rules *r, int code, const char *enh,
 	{
 		int tmp[3];
 
-		if (parse_status(text, tmp, &n) && (text[n] == ' ' || text[n] == '\0')) {
+		if (reply_status_parse(text, tmp, &n) && (text[n] == ' ' || text[n] == '\0')) {
 			if (!have_st) {
 				memcpy(st, tmp, sizeof(st));
 				have_st = true;
@@ -567,7 +454,7 @@ backoff_match(const struct backoff_rules *r, int code, const char *enh,
 		}
 	}
 	for (size_t i = 0; i < r->n; i++)
-		if (rule_matches(&r->v[i], cd, have_st, st, text))
+		if (reply_match_test(&r->v[i].m, cd, have_st, st, text))
 			return &r->v[i].act;
 	return NULL;
 }

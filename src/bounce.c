@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "bounce.h"
+#include "reply_match.h"
 #include "util.h"
 
 enum category {
@@ -74,15 +75,11 @@ static const char *const cat_names[CAT_COUNT] = {
 	[CAT_OTHER] = "other",
 };
 
-#define ST_ANY (-1)                    /* wildcard part of a status pattern */
 
 struct rule {
 	enum category cat;
 	int line;
-	bool has_code, has_status, has_re;
-	char code[3];                  /* '0'-'9' or 'x' per digit */
-	int status[3];                 /* class, subject, detail; ST_ANY */
-	regex_t re;
+	struct reply_match m;           /* code=, status=, /regex/ */
 };
 
 struct bounce_rules {
@@ -655,91 +652,18 @@ bounce_category_valid(const char *name)
 	return name != NULL && category_lookup(name) >= 0;
 }
 
-/* "550", "55x", "5xx": first digit 2-5, then digits or 'x'. */
-static bool
-parse_code_pattern(const char *s, char out[3])
-{
-	if (strlen(s) != 3 || s[0] < '2' || s[0] > '5')
-		return false;
-	out[0] = s[0];
-	for (int i = 1; i < 3; i++) {
-		if (isdigit((unsigned char)s[i]))
-			out[i] = s[i];
-		else if (s[i] == 'x' || s[i] == 'X')
-			out[i] = 'x';
-		else
-			return false;
-	}
-	return true;
-}
 
-/* One to three digits at *sp; advances *sp. */
-static int
-parse_status_num(const char **sp)
-{
-	const char *s = *sp;
-	int v = 0, n = 0;
 
-	while (isdigit((unsigned char)*s) && n < 3) {
-		v = v * 10 + (*s - '0');
-		s++;
-		n++;
-	}
-	if (n == 0 || isdigit((unsigned char)*s))
-		return -1;
-	*sp = s;
-	return v;
-}
-
-/* "X.Y.Z", "X.Y.*", "X.*" with X one of 2, 4, 5. */
-static bool
-parse_status_pattern(const char *s, int out[3])
-{
-	if ((s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.')
-		return false;
-	out[0] = s[0] - '0';
-	s += 2;
-	if (strcmp(s, "*") == 0) {
-		out[1] = out[2] = ST_ANY;
-		return true;
-	}
-	if ((out[1] = parse_status_num(&s)) < 0 || *s++ != '.')
-		return false;
-	if (strcmp(s, "*") == 0) {
-		out[2] = ST_ANY;
-		return true;
-	}
-	if ((out[2] = parse_status_num(&s)) < 0 || *s != '\0')
-		return false;
-	return true;
-}
 
 /* An enhanced status code at s ("5.1.1", "4.7.650"); length used in *len.
  * The class may be any digit here: replies are what they are. */
-static bool
-parse_status(const char *s, int out[3], size_t *len)
-{
-	const char *p = s;
-
-	if (!isdigit((unsigned char)p[0]) || p[1] != '.')
-		return false;
-	out[0] = p[0] - '0';
-	p += 2;
-	if ((out[1] = parse_status_num(&p)) < 0 || *p++ != '.')
-		return false;
-	if ((out[2] = parse_status_num(&p)) < 0)
-		return false;
-	if (len != NULL)
-		*len = (size_t)(p - s);
-	return true;
-}
 
 static void
 rules_free_n(struct rule *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (v[i].has_re)
-			regfree(&v[i].re);
+		if (v[i].m.has_re)
+			regfree(&v[i].m.re);
 	free(v);
 }
 
@@ -810,29 +734,29 @@ parse_rule(char *s, const char *name, int line, struct rule *ru,
 
 	while ((tok = strtok_r(NULL, " \t", &save)) != NULL) {
 		if (strncmp(tok, "code=", 5) == 0) {
-			if (ru->has_code) {
+			if (ru->m.has_code) {
 				snprintf(err, errlen, "%s:%d: duplicate code=", name, line);
 				return false;
 			}
-			if (!parse_code_pattern(tok + 5, ru->code)) {
+			if (!reply_code_pattern(tok + 5, ru->m.code)) {
 				snprintf(err, errlen,
 				    "%s:%d: bad code pattern \"%s\" (NNN, NNx or Nxx)",
 				    name, line, tok + 5);
 				return false;
 			}
-			ru->has_code = true;
+			ru->m.has_code = true;
 		} else if (strncmp(tok, "status=", 7) == 0) {
-			if (ru->has_status) {
+			if (ru->m.has_status) {
 				snprintf(err, errlen, "%s:%d: duplicate status=", name, line);
 				return false;
 			}
-			if (!parse_status_pattern(tok + 7, ru->status)) {
+			if (!reply_status_pattern(tok + 7, ru->m.status)) {
 				snprintf(err, errlen,
 				    "%s:%d: bad status pattern \"%s\" (X.Y.Z, X.Y.* or X.*)",
 				    name, line, tok + 7);
 				return false;
 			}
-			ru->has_status = true;
+			ru->m.has_status = true;
 		} else {
 			snprintf(err, errlen,
 			    "%s:%d: unknown matcher \"%s\" (code=, status= or /regex/)",
@@ -849,19 +773,19 @@ parse_rule(char *s, const char *name, int line, struct rule *ru,
 			snprintf(err, errlen, "%s:%d: empty regex", name, line);
 			return false;
 		}
-		rc = regcomp(&ru->re, pat, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+		rc = regcomp(&ru->m.re, pat, REG_EXTENDED | REG_ICASE | REG_NOSUB);
 		if (rc != 0) {
 			char msg[256];
 
-			regerror(rc, &ru->re, msg, sizeof(msg));
-			regfree(&ru->re);
+			regerror(rc, &ru->m.re, msg, sizeof(msg));
+			regfree(&ru->m.re);
 			snprintf(err, errlen, "%s:%d: bad regex /%s/: %s", name, line,
 			    pat, msg);
 			return false;
 		}
-		ru->has_re = true;
+		ru->m.has_re = true;
 	}
-	if (!ru->has_code && !ru->has_status && !ru->has_re) {
+	if (!ru->m.has_code && !ru->m.has_status && !ru->m.has_re) {
 		snprintf(err, errlen,
 		    "%s:%d: rule has no matcher (code=, status= or /regex/)", name, line);
 		return false;
@@ -869,48 +793,43 @@ parse_rule(char *s, const char *name, int line, struct rule *ru,
 	return true;
 }
 
+struct bounce_parse {
+	struct bounce_rules *r;
+	size_t cap;
+	const char *name;
+	char *err;
+	size_t errlen;
+};
+
+static bool
+add_rule(char *s, int line, void *arg)
+{
+	struct bounce_parse *c = arg;
+	struct bounce_rules *r = c->r;
+
+	if (r->n == c->cap) {
+		c->cap = c->cap == 0 ? 64 : c->cap * 2;
+		r->v = xrealloc(r->v, c->cap * sizeof(*r->v));
+	}
+	if (!parse_rule(s, c->name, line, &r->v[r->n], c->err, c->errlen))
+		return false;
+	r->n++;
+	return true;
+}
+
 struct bounce_rules *
 bounce_rules_parse(const char *text, const char *name, char *err, size_t errlen)
 {
-	struct bounce_rules *r;
-	char *buf, *p, *nl;
-	size_t cap = 0;
-	int line = 0;
+	struct bounce_parse c = { .name = name, .err = err, .errlen = errlen };
 
 	if (errlen > 0)
 		err[0] = '\0';
-	r = xcalloc(1, sizeof(*r));
-	buf = xstrdup(text);
-	for (p = buf; *p != '\0'; p = nl + 1) {
-		char *s, *e;
-
-		line++;
-		nl = strchr(p, '\n');
-		if (nl == NULL)
-			nl = p + strlen(p) - 1;       /* last line, no newline */
-		else
-			*nl = '\0';
-		s = p;
-		while (*s == ' ' || *s == '\t')
-			s++;
-		e = s + strlen(s);
-		while (e > s && isspace((unsigned char)e[-1]))
-			*--e = '\0';
-		if (*s == '\0' || *s == '#')
-			continue;
-		if (r->n == cap) {
-			cap = cap == 0 ? 64 : cap * 2;
-			r->v = xrealloc(r->v, cap * sizeof(*r->v));
-		}
-		if (!parse_rule(s, name, line, &r->v[r->n], err, errlen)) {
-			free(buf);
-			bounce_rules_free(r);
-			return NULL;
-		}
-		r->n++;
+	c.r = xcalloc(1, sizeof(*c.r));
+	if (!reply_rules_lines(text, add_rule, &c)) {
+		bounce_rules_free(c.r);
+		return NULL;
 	}
-	free(buf);
-	return r;
+	return c.r;
 }
 
 struct bounce_rules *
@@ -918,20 +837,11 @@ bounce_rules_load(const char *path, char *err, size_t errlen)
 {
 	struct bounce_rules *r;
 	char *text;
-	size_t len;
 
 	if (path == NULL)
-		return bounce_rules_parse(bounce_rules_builtin, "built-in bounce rules",
-		    err, errlen);
-	if ((text = read_file(path, &len)) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return bounce_rules_parse(bounce_rules_builtin, "built-in bounce rules", err, errlen);
+	if ((text = reply_rules_text(path, err, errlen)) == NULL)
 		return NULL;
-	}
-	if (strlen(text) != len) {
-		snprintf(err, errlen, "%s: contains a NUL byte", path);
-		free(text);
-		return NULL;
-	}
 	r = bounce_rules_parse(text, path, err, errlen);
 	free(text);
 	return r;
@@ -1006,28 +916,6 @@ fallback_category(const int st[3])
 	}
 }
 
-static bool
-rule_matches(const struct rule *ru, const char code[3], bool have_st,
-    const int st[3], const char *text)
-{
-	if (ru->has_code) {
-		if (code[0] == '\0')
-			return false;
-		for (int i = 0; i < 3; i++)
-			if (ru->code[i] != 'x' && ru->code[i] != code[i])
-				return false;
-	}
-	if (ru->has_status) {
-		if (!have_st)
-			return false;
-		for (int i = 0; i < 3; i++)
-			if (ru->status[i] != ST_ANY && ru->status[i] != st[i])
-				return false;
-	}
-	if (ru->has_re && regexec(&ru->re, text, 0, NULL, 0) != 0)
-		return false;
-	return true;
-}
 
 void
 bounce_classify(const struct bounce_rules *r, int code, const char *enh,
@@ -1045,7 +933,7 @@ bounce_classify(const struct bounce_rules *r, int code, const char *enh,
 		cd[2] = (char)('0' + code % 10);
 		cls = code / 100;
 	}
-	if (enh != NULL && parse_status(enh, st, &n) && enh[n] == '\0')
+	if (enh != NULL && reply_status_parse(enh, st, &n) && enh[n] == '\0')
 		have_st = true;
 	if (text == NULL)
 		text = "";
@@ -1056,7 +944,7 @@ bounce_classify(const struct bounce_rules *r, int code, const char *enh,
 	{
 		int tmp[3];
 
-		if (parse_status(text, tmp, &n) && (text[n] == ' ' || text[n] == '\0')) {
+		if (reply_status_parse(text, tmp, &n) && (text[n] == ' ' || text[n] == '\0')) {
 			if (!have_st) {
 				memcpy(st, tmp, sizeof(st));
 				have_st = true;
@@ -1071,7 +959,7 @@ bounce_classify(const struct bounce_rules *r, int code, const char *enh,
 
 	out->rule_line = 0;
 	for (size_t i = 0; r != NULL && i < r->n; i++) {
-		if (rule_matches(&r->v[i], cd, have_st, st, text)) {
+		if (reply_match_test(&r->v[i].m, cd, have_st, st, text)) {
 			cat = r->v[i].cat;
 			out->rule_line = r->v[i].line;
 			break;

@@ -1,0 +1,43 @@
+/*
+ * reply_match: the matchers shared by the rule files that look at remote
+ * replies (bounce-rules, backoff-rules): a reply code pattern ("421",
+ * "4xx", "55x"), an enhanced status pattern ("4.7.28", "5.1.*", "5.*") and
+ * a case-insensitive POSIX extended regex on the text. A rule matches when
+ * every matcher it has matches.
+ */
+#ifndef SLUICE_REPLY_MATCH_H
+#define SLUICE_REPLY_MATCH_H
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define ST_ANY (-1)                    /* wildcard part of a status pattern */
+
+struct reply_match {
+	bool has_code, has_status, has_re;
+	char code[3];                  /* '0'-'9' or 'x' per digit */
+	int status[3];                 /* class, subject, detail; ST_ANY */
+	regex_t re;
+};
+
+/* "421", "42x", "4xx": first digit 2-5, then digits or 'x'. */
+bool reply_code_pattern(const char *s, char out[3]);
+/* "X.Y.Z", "X.Y.*", "X.*" with X one of 2, 4, 5. */
+bool reply_status_pattern(const char *s, int out[3]);
+/* An enhanced status code at s ("4.7.28"); its length in *len. */
+bool reply_status_parse(const char *s, int out[3], size_t *len);
+/* code: three digits or "" (no code); st valid when have_st. */
+bool reply_match_test(const struct reply_match *m, const char code[3], bool have_st,
+    const int st[3], const char *text);
+void reply_match_free(struct reply_match *m);
+
+/* Rule files. The text of a file (malloc'd), or NULL with err set to
+ * "path: reason" (unreadable, or a NUL byte in it). */
+char *reply_rules_text(const char *path, char *err, size_t errlen);
+/* fn(line, lineno, arg) for each rule line of text, trimmed; blank lines
+ * and '#' comments are skipped. Stops and returns false when fn does. */
+bool reply_rules_lines(const char *text, bool (*fn)(char *line, int lineno, void *arg),
+    void *arg);
+
+#endif
