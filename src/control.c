@@ -515,9 +515,10 @@ site_oldest(const struct site *s)
 	const struct qrcpt *r;
 
 	for (const struct lane *l = s->lanes; l != NULL; l = l->next)
-		TAILQ_FOREACH(r, &l->ready, link)
-			if (oldest == 0 || r->msg->sm.created_ms < oldest)
-				oldest = r->msg->sm.created_ms;
+		for (const struct flow *f = l->flows; f != NULL; f = f->next)
+			TAILQ_FOREACH(r, &f->q, link)
+				if (oldest == 0 || r->msg->sm.created_ms < oldest)
+					oldest = r->msg->sm.created_ms;
 	return oldest;
 }
 

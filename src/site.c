@@ -85,6 +85,99 @@ tbucket_take(struct tbucket *b, int64_t now)
 	return wait;
 }
 
+/* Flows: fair queueing inside a lane (see site.h) */
+
+static bool
+same_campaign(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static void
+lane_push(struct lane *l, struct qrcpt *r)
+{
+	const char *camp = r->msg->sm.campaign;
+	int prio = r->msg->sm.priority;
+	struct flow *f;
+
+	for (f = l->flows; f; f = f->next)
+		if (f->priority == prio && same_campaign(f->campaign, camp))
+			break;
+	if (f == NULL) {
+		f = xcalloc(1, sizeof(*f));
+		f->campaign = camp ? xstrdup(camp) : NULL;
+		f->priority = prio;
+		TAILQ_INIT(&f->q);
+		f->next = l->flows;
+		l->flows = f;
+	}
+	TAILQ_INSERT_TAIL(&f->q, r, link);
+	f->n++;
+	l->nready++;
+}
+
+/* Remove r (in flow f); the flow stays, even empty, for the caller. */
+static void
+flow_take(struct lane *l, struct flow *f, struct qrcpt *r)
+{
+	TAILQ_REMOVE(&f->q, r, link);
+	f->n--;
+	l->nready--;
+}
+
+static void
+flow_free(struct lane *l, struct flow *f)
+{
+	for (struct flow **pp = &l->flows; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	if (l->turn == f)
+		l->turn = f->next;
+	free(f->campaign);
+	free(f);
+}
+
+/* The flow whose turn it is: the top priority with work, round robin. */
+static struct flow *
+lane_next_flow(struct lane *l)
+{
+	struct flow *f, *best = NULL;
+
+	for (f = l->flows; f; f = f->next) {
+		if (f->n == 0)
+			continue;
+		if (best == NULL || f->priority > best->priority)
+			best = f;
+	}
+	if (best == NULL)
+		return NULL;
+	/* from the turn pointer on (wrapping), the first flow of that priority */
+	for (f = l->turn; f; f = f->next)
+		if (f->n > 0 && f->priority == best->priority)
+			return f;
+	for (f = l->flows; f && f != l->turn; f = f->next)
+		if (f->n > 0 && f->priority == best->priority)
+			return f;
+	return best;
+}
+
+struct qrcpt *
+lane_pop_any(struct lane *l)
+{
+	while (l->flows) {
+		struct flow *f = l->flows;
+		struct qrcpt *r = TAILQ_FIRST(&f->q);
+		if (r) {
+			flow_take(l, f, r);
+			return r;
+		}
+		flow_free(l, f);
+	}
+	return NULL;
+}
+
 /* Table */
 
 void
@@ -98,8 +191,7 @@ lane_free(struct lane *l)
 {
 	struct qrcpt *r;
 
-	while ((r = TAILQ_FIRST(&l->ready)) != NULL) {
-		TAILQ_REMOVE(&l->ready, r, link);
+	while ((r = lane_pop_any(l)) != NULL) {
 		qmsg_unref(r->msg);
 		free(r);
 	}
@@ -215,7 +307,6 @@ lane_get(struct site *s, const char *source)
 	struct lane *l = xcalloc(1, sizeof(*l));
 	l->site = s;
 	l->source = xstrdup(source);
-	TAILQ_INIT(&l->ready);
 	l->timer = evtimer_new(s->owner->base, lane_timer_cb, l);
 	tbucket_init(&l->msg_rate, &s->lim.max_msg_rate);
 	tbucket_init(&l->conn_rate, &s->lim.max_connect_rate);
@@ -261,20 +352,7 @@ site_enqueue(struct worker *w, struct site_ticket *t)
 		free(t->mx);
 	}
 	struct lane *l = lane_get(s, t->source);
-	struct qrcpt *r = t->r;
-	if (r->msg->sm.priority > 0) {
-		/* priority mail goes before everything of lower priority */
-		struct qrcpt *q;
-		TAILQ_FOREACH(q, &l->ready, link)
-			if (q->msg->sm.priority < r->msg->sm.priority)
-				break;
-		if (q)
-			TAILQ_INSERT_BEFORE(q, r, link);
-		else
-			TAILQ_INSERT_TAIL(&l->ready, r, link);
-	} else
-		TAILQ_INSERT_TAIL(&l->ready, r, link);
-	l->nready++;
+	lane_push(l, t->r);
 	free(t->site);
 	free(t->domain);
 	free(t->source);
@@ -643,14 +721,19 @@ lc_next_txn(void *owner, struct smtp_conn *c)
 		smtp_conn_quit(c);
 		return NULL;
 	}
-	/* drop recipients of deleted messages */
-	while ((r = TAILQ_FIRST(&l->ready)) != NULL && r->msg->deleted) {
-		TAILQ_REMOVE(&l->ready, r, link);
-		l->nready--;
+	/* whose turn it is; recipients of deleted messages are dropped */
+	struct flow *f;
+	for (;;) {
+		if ((f = lane_next_flow(l)) == NULL)
+			return NULL;
+		r = TAILQ_FIRST(&f->q);
+		if (!r->msg->deleted)
+			break;
+		flow_take(l, f, r);
+		if (f->n == 0)
+			flow_free(l, f);
 		queue_drop(r, RS_DELETED);
 	}
-	if (r == NULL)
-		return NULL;
 	int64_t wait = tbucket_take(&l->msg_rate, now);
 	if (wait > 0) {
 		lane_wake_in(l, wait);
@@ -668,11 +751,14 @@ lc_next_txn(void *owner, struct smtp_conn *c)
 	t->rcpt = xcalloc((size_t)want, sizeof(*t->rcpt));
 	while (r != NULL && r->msg == t->msg && t->nrcpt < want) {
 		struct qrcpt *next = TAILQ_NEXT(r, link);
-		TAILQ_REMOVE(&l->ready, r, link);
-		l->nready--;
+		flow_take(l, f, r);
 		t->rcpt[t->nrcpt++].r = r;
 		r = next;
 	}
+	/* one transaction per turn: the next flow of this priority is next */
+	l->turn = f->next;
+	if (f->n == 0)
+		flow_free(l, f);
 	lc->nmsgs++;
 	lc->busy = true;
 	atomic_fetch_add(&queue_inflight, 1);
@@ -736,9 +822,7 @@ lane_defer_all(struct lane *l, const struct smtp_reply *why)
 	struct qrcpt *r;
 
 	fill_ai(&ai, l, NULL);
-	while ((r = TAILQ_FIRST(&l->ready)) != NULL) {
-		TAILQ_REMOVE(&l->ready, r, link);
-		l->nready--;
+	while ((r = lane_pop_any(l)) != NULL) {
 		l->transient++;
 		queue_outcome(r, why, &ai);
 	}
@@ -901,9 +985,7 @@ site_bounce_all(struct site *s, const char *reason)
 	    reason ? ": " : "", reason ? reason : "");
 	for (struct lane *l = s->lanes; l; l = l->next) {
 		fill_ai(&ai, l, NULL);
-		while ((r = TAILQ_FIRST(&l->ready)) != NULL) {
-			TAILQ_REMOVE(&l->ready, r, link);
-			l->nready--;
+		while ((r = lane_pop_any(l)) != NULL) {
 			l->bounced++;
 			queue_outcome(r, &rep, &ai);
 			n++;

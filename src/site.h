@@ -26,10 +26,25 @@ void tbucket_init(struct tbucket *b, const struct rate *r);
 /* Take one token if available; otherwise return ms until one is. */
 int64_t tbucket_take(struct tbucket *b, int64_t now);
 
+/*
+ * Fair queueing inside a lane: recipients wait in flows, one per (campaign,
+ * priority). The highest priority with work always goes first; flows of
+ * equal priority take turns, one transaction each, so a big campaign does
+ * not hold back a small one behind it.
+ */
+struct flow {
+	char *campaign;                /* NULL: mail without a campaign */
+	int priority;
+	struct qrcpt_list q;
+	long n;
+	struct flow *next;
+};
+
 struct lane {
 	struct site *site;
 	char *source;                  /* source name ("" = unbound default) */
-	struct qrcpt_list ready;
+	struct flow *flows;            /* ready recipients, one flow per campaign x priority */
+	struct flow *turn;             /* round robin among flows of the top priority */
 	long nready;
 	int nconn;                     /* open (connecting, busy or idle) */
 	struct lane_conn *conns;
@@ -96,6 +111,8 @@ void site_resume(struct site *s);
 /* Bounce everything queued at the site now (5.0.0 administrative). */
 long site_bounce_all(struct site *s, const char *reason);
 long site_queued(const struct site *s);
+/* Take any ready recipient of a lane (draining), or NULL. */
+struct qrcpt *lane_pop_any(struct lane *l);
 int site_connections(const struct site *s);
 /* A lane's limits in force (configured, lowered by a backoff override). */
 int lane_max_smtp_out(const struct lane *l);
