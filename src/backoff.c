@@ -358,47 +358,30 @@ parse_rule(char *s, const char *name, int line, struct rule *ru,
 	return true;
 }
 
-struct backoff_parse {
-	struct backoff_rules *r;
-	size_t cap;
-	const char *name;
-	char *err;
-	size_t errlen;
-};
-
 static bool
-add_rule(char *s, int line, void *arg)
+parse_one(char *s, int line, void *elem, const struct rule_file *f)
 {
-	struct backoff_parse *c = arg;
-	struct backoff_rules *r = c->r;
-
-	if (r->n == c->cap) {
-		c->cap = c->cap == 0 ? 64 : c->cap * 2;
-		r->v = xrealloc(r->v, c->cap * sizeof(*r->v));
-	}
-	if (!parse_rule(s, c->name, line, &r->v[r->n], c->err, c->errlen))
-		return false;
-	r->n++;
-	return true;
+	return parse_rule(s, f->name, line, elem, f->err, f->errlen);
 }
 
 struct backoff_rules *
 backoff_rules_parse(const char *text, const char *name, char *err, size_t errlen)
 {
-	struct backoff_parse c = { .name = name, .err = err, .errlen = errlen };
+	struct backoff_rules *r = xcalloc(1, sizeof(*r));
+	struct rule_file f = { name, err, errlen };
+	void *v;
 
-	if (errlen > 0)
-		err[0] = '\0';
-	c.r = xcalloc(1, sizeof(*c.r));
-	c.r->name = xstrdup(name);
-	if (!reply_rules_lines(text, add_rule, &c)) {
-		backoff_rules_free(c.r);
+	r->name = xstrdup(name);
+	bool ok = reply_rules_array(text, sizeof(*r->v), parse_one, &f, &v, &r->n);
+	r->v = v;
+	if (!ok) {
+		backoff_rules_free(r);
 		return NULL;
 	}
 	/* the file name is fixed now that the array no longer moves */
-	for (size_t i = 0; i < c.r->n; i++)
-		c.r->v[i].act.file = c.r->name;
-	return c.r;
+	for (size_t i = 0; i < r->n; i++)
+		r->v[i].act.file = r->name;
+	return r;
 }
 
 struct backoff_rules *

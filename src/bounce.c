@@ -793,43 +793,26 @@ parse_rule(char *s, const char *name, int line, struct rule *ru,
 	return true;
 }
 
-struct bounce_parse {
-	struct bounce_rules *r;
-	size_t cap;
-	const char *name;
-	char *err;
-	size_t errlen;
-};
-
 static bool
-add_rule(char *s, int line, void *arg)
+parse_one(char *s, int line, void *elem, const struct rule_file *f)
 {
-	struct bounce_parse *c = arg;
-	struct bounce_rules *r = c->r;
-
-	if (r->n == c->cap) {
-		c->cap = c->cap == 0 ? 64 : c->cap * 2;
-		r->v = xrealloc(r->v, c->cap * sizeof(*r->v));
-	}
-	if (!parse_rule(s, c->name, line, &r->v[r->n], c->err, c->errlen))
-		return false;
-	r->n++;
-	return true;
+	return parse_rule(s, f->name, line, elem, f->err, f->errlen);
 }
 
 struct bounce_rules *
 bounce_rules_parse(const char *text, const char *name, char *err, size_t errlen)
 {
-	struct bounce_parse c = { .name = name, .err = err, .errlen = errlen };
+	struct bounce_rules *r = xcalloc(1, sizeof(*r));
+	struct rule_file f = { name, err, errlen };
+	void *v;
 
-	if (errlen > 0)
-		err[0] = '\0';
-	c.r = xcalloc(1, sizeof(*c.r));
-	if (!reply_rules_lines(text, add_rule, &c)) {
-		bounce_rules_free(c.r);
+	bool ok = reply_rules_array(text, sizeof(*r->v), parse_one, &f, &v, &r->n);
+	r->v = v;
+	if (!ok) {
+		bounce_rules_free(r);
 		return NULL;
 	}
-	return c.r;
+	return r;
 }
 
 struct bounce_rules *

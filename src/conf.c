@@ -494,19 +494,16 @@ d_pool_source(struct pstate *ps, void *obj, char **args, int nargs)
 		return -1;
 	}
 	for (int i = 0; i < p->nmembers; i++) {
-		if (strcmp(p->members[i].source->name, args[0]) == 0) {
+		if (strcmp(p->members[i].name, args[0]) == 0) {
 			perr(ps, ps->line, "source %s is already in pool %s", args[0], p->name);
 			return -1;
 		}
 	}
-	/* Sources are resolved by name after parsing; keep the name in a stub. */
-	struct source_conf *stub = xcalloc(1, sizeof(*stub));
-	stub->name = xstrdup(args[0]);
-	stub->file = ps->file;
-	stub->line = ps->line;
+	/* a source may be defined after the pool: resolved in validate() */
 	p->members = xrealloc(p->members, sizeof(*p->members) * (size_t)(p->nmembers + 1));
-	p->members[p->nmembers].source = stub;
-	p->members[p->nmembers].weight = (int)w;
+	p->members[p->nmembers] = (struct pool_member){
+		.name = xstrdup(args[0]), .weight = (int)w, .line = ps->line,
+	};
 	p->nmembers++;
 	return 0;
 }
@@ -953,15 +950,9 @@ validate(struct pstate *ps)
 		if (p->nmembers == 0)
 			perr(ps, p->line, "pool %s has no source", p->name);
 		for (int m = 0; m < p->nmembers; m++) {
-			struct source_conf *stub = p->members[m].source;
-			struct source_conf *s = conf_source(c, stub->name);
-			if (s == NULL) {
-				perr(ps, stub->line, "pool %s: unknown source \"%s\"", p->name, stub->name);
-				continue;
-			}
-			p->members[m].source = s;
-			free(stub->name);
-			free(stub);
+			struct pool_member *pm = &p->members[m];
+			if ((pm->source = conf_source(c, pm->name)) == NULL)
+				perr(ps, pm->line, "pool %s: unknown source \"%s\"", p->name, pm->name);
 		}
 	}
 	for (int i = 0; i < c->nproviders; i++)
@@ -1085,13 +1076,8 @@ conf_free(struct config *c)
 	free(c->listeners);
 	for (int i = 0; i < c->npools; i++) {
 		struct pool_conf *p = &c->pools[i];
-		for (int m = 0; m < p->nmembers; m++) {
-			/* unresolved stubs (failed validation) are owned here */
-			if (p->members[m].source && conf_source(c, p->members[m].source->name) != p->members[m].source) {
-				free(p->members[m].source->name);
-				free(p->members[m].source);
-			}
-		}
+		for (int m = 0; m < p->nmembers; m++)
+			free(p->members[m].name);
 		free(p->members);
 		for (int s = 0; s < p->nsender_domains; s++)
 			free(p->sender_domains[s]);

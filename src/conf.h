@@ -94,7 +94,12 @@ struct source_conf {
 	const char *file; int line;
 };
 
-struct pool_member { struct source_conf *source; int weight; };
+struct pool_member {
+	char *name;                    /* as written; resolved after parsing */
+	struct source_conf *source;    /* NULL until then (or when unknown) */
+	int weight;
+	int line;
+};
 struct pool_conf {
 	char *name;
 	struct pool_member *members;

@@ -112,6 +112,19 @@ print_zone_line(const char *domain, const char *selector, const char *txt)
 	printf(" )\n");
 }
 
+/* DOMAIN, then SELECTOR; an unknown option or a third word is refused. */
+static bool
+take_name(const char *arg, const char **domain, const char **selector)
+{
+	if (arg[0] == '-' || *selector != NULL)
+		return false;
+	if (*domain == NULL)
+		*domain = arg;
+	else
+		*selector = arg;
+	return true;
+}
+
 static int
 cmd_keygen(int argc, char **argv)
 {
@@ -133,14 +146,7 @@ cmd_keygen(int argc, char **argv)
 			}
 		} else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
 			out = argv[++i];
-		} else if (argv[i][0] == '-') {
-			usage();
-			return 2;
-		} else if (domain == NULL) {
-			domain = argv[i];
-		} else if (selector == NULL) {
-			selector = argv[i];
-		} else {
+		} else if (!take_name(argv[i], &domain, &selector)) {
 			usage();
 			return 2;
 		}
@@ -303,14 +309,7 @@ cmd_check(const struct ctl_opts *o, int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) {
 			keyfile = argv[++i];
-		} else if (argv[i][0] == '-') {
-			usage();
-			return 2;
-		} else if (domain == NULL) {
-			domain = argv[i];
-		} else if (selector == NULL) {
-			selector = argv[i];
-		} else {
+		} else if (!take_name(argv[i], &domain, &selector)) {
 			usage();
 			return 2;
 		}
@@ -323,7 +322,7 @@ cmd_check(const struct ctl_opts *o, int argc, char **argv)
 	/* The config gives the resolver, and the key when --key is absent. */
 	const char *cpath = o->config;
 	if (cpath == NULL && keyfile == NULL)
-		cpath = SYSCONFDIR "/sluice.conf";
+		cpath = SYSCONFDIR "/sluice/sluice.conf";   /* sluiced's default */
 	if (cpath != NULL && (c = conf_load(cpath, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s", err);
 		if (err[0] && err[strlen(err) - 1] != '\n')

@@ -439,7 +439,7 @@ pick_source(const struct qmsg *m)
 	if (p == NULL || p->nmembers == 0)
 		return "";
 	if (p->nmembers == 1)
-		return p->members[0].source->name;
+		return p->members[0].name;
 	int total = 0;
 	for (int i = 0; i < p->nmembers; i++)
 		total += p->members[i].weight;
@@ -447,9 +447,9 @@ pick_source(const struct qmsg *m)
 	for (int i = 0; i < p->nmembers; i++) {
 		x -= p->members[i].weight;
 		if (x < 0)
-			return p->members[i].source->name;
+			return p->members[i].name;
 	}
-	return p->members[0].source->name;
+	return p->members[0].name;
 }
 
 /*
@@ -566,10 +566,12 @@ route_resolved(const struct dns_result *res, void *arg)
 		const struct provider_conf *prov = NULL;
 		for (int i = 0; i < res->nhosts && prov == NULL; i++)
 			prov = conf_provider_for_mx(c, res->hosts[i].name);
-		struct site_limits eff;
-		conf_limits(c, rc->domain, prov, &eff);
+		/* a domain with its own block is its own site; otherwise rc->lim
+		 * (the defaults) says mx-rollup unless the provider overrides it */
+		bool rollup = prov && (prov->lim.set & (1U << L_MX_ROLLUP)) ?
+		    prov->lim.mx_rollup : rc->lim.mx_rollup;
 		t->prov = prov;
-		if (conf_domain(c, rc->domain) != NULL || !eff.mx_rollup)
+		if (conf_domain(c, rc->domain) != NULL || !rollup)
 			t->site = xstrdup(rc->domain);
 		else if (prov)
 			t->site = xstrdup(prov->name);

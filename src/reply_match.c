@@ -140,12 +140,18 @@ reply_rules_text(const char *path, char *err, size_t errlen)
 }
 
 bool
-reply_rules_lines(const char *text, bool (*fn)(char *line, int lineno, void *arg), void *arg)
+reply_rules_array(const char *text, size_t size,
+    bool (*parse)(char *line, int lineno, void *elem, const struct rule_file *f),
+    const struct rule_file *f, void **v, size_t *n)
 {
-	char *buf = xstrdup(text), *p, *nl;
+	char *buf = xstrdup(text), *p, *nl, *arr = NULL;
+	size_t cap = 0;
 	int line = 0;
 	bool ok = true;
 
+	*n = 0;
+	if (f->errlen > 0)
+		f->err[0] = '\0';
 	for (p = buf; ok && *p != '\0'; p = nl + 1) {
 		char *s, *e;
 
@@ -163,8 +169,14 @@ reply_rules_lines(const char *text, bool (*fn)(char *line, int lineno, void *arg
 			*--e = '\0';
 		if (*s == '\0' || *s == '#')
 			continue;
-		ok = fn(s, line, arg);
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			arr = xrealloc(arr, cap * size);
+		}
+		if ((ok = parse(s, line, arr + *n * size, f)))
+			(*n)++;
 	}
 	free(buf);
+	*v = arr;
 	return ok;
 }

@@ -35,9 +35,20 @@ void reply_match_free(struct reply_match *m);
 /* Rule files. The text of a file (malloc'd), or NULL with err set to
  * "path: reason" (unreadable, or a NUL byte in it). */
 char *reply_rules_text(const char *path, char *err, size_t errlen);
-/* fn(line, lineno, arg) for each rule line of text, trimmed; blank lines
- * and '#' comments are skipped. Stops and returns false when fn does. */
-bool reply_rules_lines(const char *text, bool (*fn)(char *line, int lineno, void *arg),
-    void *arg);
+/* Where rule lines come from, for "name:line: message" errors. */
+struct rule_file {
+	const char *name;
+	char *err;
+	size_t errlen;
+};
+/*
+ * Parse each rule line of text (trimmed; blank lines and '#' comments
+ * skipped) into an array of `size`-byte elements with parse(). Returns
+ * true; false at the first line parse() refuses (it sets f->err), with *v
+ * and *n holding the rules parsed so far for the caller to free.
+ */
+bool reply_rules_array(const char *text, size_t size,
+    bool (*parse)(char *line, int lineno, void *elem, const struct rule_file *f),
+    const struct rule_file *f, void **v, size_t *n);
 
 #endif
