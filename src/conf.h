@@ -132,6 +132,7 @@ struct config {
 	char *pidfile;
 	char *control_socket;
 	char *log, *accounting, *store;
+	uint64_t store_map_size;
 	int log_level;
 	int workers;                   /* 0 = auto */
 	int spool_threads;

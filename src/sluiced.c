@@ -33,6 +33,7 @@
 #include "smtp_client.h"
 #include "smtp_server.h"
 #include "spool.h"
+#include "store.h"
 #include "util.h"
 #include "worker.h"
 
@@ -176,6 +177,8 @@ graceful_stop(void)
 	atomic_store(&queue_stopping, true);
 	for (int t = 0; t < 300 && atomic_load(&queue_inflight) > 0; t++)
 		usleep(100 * 1000);
+	/* 4. the store commits what the deliveries and sessions wrote */
+	store_stop_writer();
 	workers_stop();
 }
 
@@ -197,6 +200,10 @@ drop_privileges(const struct config *c)
 			log_warn("event=chown-failed path=%s", dirs[i]);
 	}
 	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/data.mdb", c->store);
+	(void)!chown(path, pw->pw_uid, pw->pw_gid);
+	snprintf(path, sizeof(path), "%s/lock.mdb", c->store);
+	(void)!chown(path, pw->pw_uid, pw->pw_gid);
 	snprintf(path, sizeof(path), "%s/tmp", c->spool);
 	(void)!chown(path, pw->pw_uid, pw->pw_gid);
 	snprintf(path, sizeof(path), "%s/q", c->spool);
@@ -308,6 +315,8 @@ main(int argc, char **argv)
 	evthread_use_pthreads();
 	if (spool_init(c->spool, err, sizeof(err)) < 0)
 		fatal("event=fatal msg=\"%s\"", err);
+	if (store_open(c->store, c->store_map_size, err, sizeof(err)) < 0)
+		fatal("event=fatal msg=\"%s\"", err);
 	int n = c->workers > 0 ? c->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (n < 1)
 		n = 1;
@@ -356,6 +365,7 @@ main(int argc, char **argv)
 	workers_free();
 	smtp_server_free();
 	queue_shutdown();
+	store_close();
 	if (conf->pidfile)
 		unlink(conf->pidfile);
 	log_info("event=stopped");

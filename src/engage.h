@@ -1,0 +1,41 @@
+/*
+ * engage: per-recipient engagement records in the LMDB store (store.h),
+ * the input of send-time optimisation, scoring and list hygiene.
+ *
+ * The histogram is 168 hour-of-week slots (UTC; slot 0 = Monday 00:00),
+ * exponentially decayed: each slot holds sum(weight), weight =
+ * 2^(-(hist_time - event_time) / half-life); reading it at a later time
+ * multiplies every slot by 2^(-(now - hist_time) / half-life).
+ */
+#ifndef SLUICE_ENGAGE_H
+#define SLUICE_ENGAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define ENGAGE_SLOTS 168
+
+enum engage_type {
+	EV_OPEN, EV_CLICK, EV_UNSUBSCRIBE, EV_COMPLAINT, EV_CONVERSION, EV_SEND, EV_BOUNCE,
+};
+
+struct engage_rec {
+	float hist[ENGAGE_SLOTS];      /* decayed open/click weight per hour of week */
+	int64_t hist_time;             /* ms: the time the slots are decayed to */
+	int64_t first_seen, last_send, last_open, last_click, last_bounce, last_complaint;
+	uint32_t sends, opens, clicks, bounces, soft_bounces, complaints, unsubscribes,
+	    conversions;
+	uint32_t events;               /* opens + clicks counted into the histogram */
+};
+
+const char *engage_type_name(enum engage_type t);
+int engage_type_parse(const char *s, enum engage_type *out);
+
+/* Read a recipient's record (address normalised by the caller or not):
+ * 1 found, 0 none (rec zeroed), -1 store error. */
+int engage_get(const char *address, struct engage_rec *rec);
+/* Queue one event for address (asynchronous, batched by the writer). */
+void engage_note(const char *address, enum engage_type type, int64_t time_ms,
+    const char *campaign);
+
+#endif
