@@ -11,6 +11,7 @@
 #define SLUICE_ENGAGE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define ENGAGE_SLOTS 168
@@ -37,5 +38,14 @@ int engage_get(const char *address, struct engage_rec *rec);
 /* Queue one event for address (asynchronous, batched by the writer). */
 void engage_note(const char *address, enum engage_type type, int64_t time_ms,
     const char *campaign);
+
+/* A recipient's segment (one per recipient; the last one set wins), set by
+ * the segments API and by a campaign recipient's "segment". */
+void engage_set_segment(const char *address, const char *segment);
+int engage_get_segment(const char *address, char *segment, size_t cap);
+/* Priors: a segment's histogram (the decayed events of its members) and
+ * the global one (every event). 1 found, 0 none, -1 error. */
+int engage_segment_get(const char *segment, struct engage_rec *rec);
+int engage_global_get(struct engage_rec *rec);
 
 #endif
