@@ -1,24 +1,31 @@
 /*
  * spool: the durable message store. One file per message:
  *
- *   SLUICE 1\n  id ..\n  created ..\n  sender ..\n ... rcpt ..\n  body LEN\n  \n
+ *   SLUICE 2\n  id ..\n  created ..\n  sender ..\n ... rcpt ..\n  body LEN\n  \n
  *   <LEN bytes of wire-form message>
- *   END\n
+ *   END CRC\n                              (CRC-32C of everything before it)
  *   S idx state attempts next_ms\n ...     (status records, appended later)
  *
  * Values are percent-encoded (bytes <= 0x20, '%' and 0x7f), so every field
- * is one token. Writing: q/XX/t.ID created O_EXCL (or a recycled q/XX/f.SEQ
- * overwritten and truncated), one writev, fdatasync, checked close, rename
- * to q/XX/ID, fsync of q/XX (its descriptor is kept open). Many job threads
- * do this at once, so the filesystem commits them in groups. A file without
- * "END\n" right after the body is partial: never delivered; t.* files are
- * removed at scan.
+ * is one token. Version 1 files (no checksum, "END\n") are still read.
  *
- * Recycling: a finished message's file is renamed to q/XX/f.SEQ and reused
- * by the next message of that bucket, instead of unlink + create. Creating
- * inodes at thousands per second is the most expensive thing ext4 does here
- * (without a journal it scans for recently deleted inodes on every create);
- * a rename within one directory is cheap and allocates nothing.
+ * Writing a new file: q/XX/t.ID created O_EXCL, one writev, fdatasync,
+ * checked close, rename to q/XX/ID, fsync of q/XX (its descriptor is kept
+ * open). Writing into a recycled file q/XX/f.SEQ: one writev, ftruncate if
+ * the length differs, fdatasync, checked close, rename to q/XX/ID without
+ * the directory fsync. The fdatasync is the commit: the inode is already
+ * durable under one name or the other, and the scan takes an f.* file whose
+ * content checks out as the message it is. A file without a valid END line
+ * right after the body is partial: never delivered; t.* files are removed
+ * at scan.
+ *
+ * Recycling: a finished message's file is marked ("SLUICE" -> "XLUICE"),
+ * renamed to q/XX/f.SEQ and reused by the next message of that bucket,
+ * instead of unlink + create. Creating inodes at thousands per second is
+ * the most expensive thing ext4 does here (without a journal it scans for
+ * recently deleted inodes on every create); a rename within one directory
+ * allocates nothing, and the rewrite in place saves the directory fsync:
+ * one disk flush per message instead of two.
  */
 #include "config.h"
 
@@ -49,18 +56,19 @@ static char *spool_dir;
 /* Recycled files per bucket, by sequence number (q/XX/f.SEQ). */
 #define FREE_PER_BUCKET 8
 static pthread_mutex_t free_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t free_seq[NBUCKETS][FREE_PER_BUCKET];
+struct free_slot { uint64_t seq; off_t size; };
+static struct free_slot free_slots[NBUCKETS][FREE_PER_BUCKET];
 static uint8_t nfree[NBUCKETS];
 static _Atomic uint64_t seq_next;
 
 static bool
-free_pop(int b, uint64_t *seq)
+free_pop(int b, struct free_slot *slot)
 {
 	bool ok = false;
 
 	pthread_mutex_lock(&free_lock);
 	if (nfree[b] > 0) {
-		*seq = free_seq[b][--nfree[b]];
+		*slot = free_slots[b][--nfree[b]];
 		ok = true;
 	}
 	pthread_mutex_unlock(&free_lock);
@@ -68,13 +76,13 @@ free_pop(int b, uint64_t *seq)
 }
 
 static bool
-free_push(int b, uint64_t seq)
+free_push(int b, uint64_t seq, off_t size)
 {
 	bool ok = false;
 
 	pthread_mutex_lock(&free_lock);
 	if (nfree[b] < FREE_PER_BUCKET) {
-		free_seq[b][nfree[b]++] = seq;
+		free_slots[b][nfree[b]++] = (struct free_slot){ seq, size };
 		ok = true;
 	}
 	pthread_mutex_unlock(&free_lock);
@@ -232,7 +240,7 @@ spool_format_header(const struct spool_msg *m, size_t *len)
 	struct sbuf b = { 0 };
 	size_t body = m->body_len;
 
-	sb_printf(&b, "SLUICE 1\nid %s\ncreated %" PRId64 "\nsender ", m->id, m->created_ms);
+	sb_printf(&b, "SLUICE 2\nid %s\ncreated %" PRId64 "\nsender ", m->id, m->created_ms);
 	sb_enc(&b, m->sender);
 	sb_printf(&b, "\nflags %u\npriority %d\n", m->flags, m->priority);
 	if (m->pool) { sb_add(&b, "pool ", 5); sb_enc(&b, m->pool); sb_add(&b, "\n", 1); }
@@ -260,17 +268,104 @@ spool_format_header(const struct spool_msg *m, size_t *len)
 	return b.p;
 }
 
-static const char end_marker[] = "END\n";
+static const char end_marker[] = "END\n";        /* version 1 */
 
+/*
+ * CRC-32C (Castagnoli) of the envelope and message, stored in the END line
+ * of a version 2 file: a recycled file is rewritten in place, so a crash in
+ * the middle of that write can leave any mix of old and new blocks; the
+ * checksum is what tells a complete message from such a mix.
+ */
+#define CRC32C_POLY 0x82F63B78u
+static uint32_t crc_table[256];
+static bool crc_hw;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void
+crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ CRC32C_POLY : c >> 1;
+		crc_table[i] = c;
+	}
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();
+	crc_hw = __builtin_cpu_supports("sse4.2");
+#endif
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("sse4.2"))) static uint32_t
+crc_run_hw(uint32_t c, const unsigned char *p, size_t n)
+{
+	uint64_t c64 = c;
+
+	for (; n >= 8; p += 8, n -= 8) {
+		uint64_t v;
+		memcpy(&v, p, 8);
+		c64 = __builtin_ia32_crc32di(c64, v);
+	}
+	c = (uint32_t)c64;
+	for (; n > 0; p++, n--)
+		c = __builtin_ia32_crc32qi(c, *p);
+	return c;
+}
+#endif
+
+uint32_t
+spool_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	uint32_t c = ~crc;
+
+	pthread_once(&crc_once, crc_init);
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (crc_hw)
+		return ~crc_run_hw(c, p, len);
+#endif
+	for (; len > 0; p++, len--)
+		c = crc_table[(c ^ *p) & 0xff] ^ (c >> 8);
+	return ~c;
+}
+
+#define END_LINE_LEN 13             /* "END xxxxxxxx\n" */
+
+static int
+sync_dir_of(const char *dir, const char *final, int bucket)
+{
+	if (is_spool_dir(dir) && bucket_fd[bucket] > 0)
+		return fsync(bucket_fd[bucket]) < 0 ? errno : 0;
+	char *slash = strrchr(final, '/');
+	int e = 0;
+	*slash = '\0';
+	int dfd = open(final, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	*slash = '/';
+	if (dfd < 0 || fsync(dfd) < 0)
+		e = errno;
+	if (dfd >= 0)
+		close(dfd);
+	return e;
+}
+
+/*
+ * Two ways in. A recycled file of the bucket is rewritten in place and
+ * fdatasync'd: that is the commit (the checksum makes its content
+ * self-validating, and the inode's name is already durable), so it is then
+ * renamed to the id without a directory fsync; if that rename is lost in a
+ * crash, the scan finds the message in the f.* file by its content. A new
+ * file is created as t.ID, fdatasync'd, renamed and the directory fsync'd.
+ */
 int
 spool_write(const char *dir, struct spool_msg *m, const struct iovec *iov, int iovcnt)
 {
-	char tmp[PATH_MAX], b[3];
+	char tmp[PATH_MAX], b[3], endl[END_LINE_LEN + 1];
 	char *final = NULL, *hdr;
 	size_t hlen, total = 0;
 	int fd = -1, e = 0;
 	int bucket = bucket_of(m->id);
-	uint64_t seq;
+	struct free_slot slot = { 0, 0 };
 	bool reused = false;
 
 	for (int i = 0; i < iovcnt; i++)
@@ -278,10 +373,15 @@ spool_write(const char *dir, struct spool_msg *m, const struct iovec *iov, int i
 	m->body_len = total;
 	hdr = spool_format_header(m, &hlen);
 	m->body_off = (off_t)hlen;
+	uint32_t crc = spool_crc32c(0, hdr, hlen);
+	for (int i = 0; i < iovcnt; i++)
+		crc = spool_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
+	snprintf(endl, sizeof(endl), "END %08" PRIx32 "\n", crc);
+	off_t flen = (off_t)(hlen + total + END_LINE_LEN);
 
 	bucket_name(bucket, b);
-	if (is_spool_dir(dir) && free_pop(bucket, &seq)) {
-		snprintf(tmp, sizeof(tmp), "%s/q/%s/f.%" PRIu64, dir, b, seq);
+	if (is_spool_dir(dir) && free_pop(bucket, &slot)) {
+		snprintf(tmp, sizeof(tmp), "%s/q/%s/f.%" PRIu64, dir, b, slot.seq);
 		fd = open(tmp, O_WRONLY | O_CLOEXEC);
 		reused = fd >= 0;
 	}
@@ -294,14 +394,14 @@ spool_write(const char *dir, struct spool_msg *m, const struct iovec *iov, int i
 		free(hdr);
 		return e;
 	}
-	/* header, body pieces, end marker: writev in slices of IOV_MAX */
+	/* header, body pieces, end line: writev in slices of IOV_MAX */
 	struct iovec *v = xmalloc(sizeof(*v) * (size_t)(iovcnt + 2));
 	int nv = 0;
 	v[nv++] = (struct iovec){ hdr, hlen };
 	for (int i = 0; i < iovcnt; i++)
 		if (iov[i].iov_len)
 			v[nv++] = iov[i];
-	v[nv++] = (struct iovec){ (void *)end_marker, sizeof(end_marker) - 1 };
+	v[nv++] = (struct iovec){ endl, END_LINE_LEN };
 	int at = 0;
 	while (at < nv) {
 		int cnt = MIN(nv - at, IOV_MAX);
@@ -326,8 +426,9 @@ spool_write(const char *dir, struct spool_msg *m, const struct iovec *iov, int i
 	}
 	free(v);
 	free(hdr);
-	/* a recycled file may be longer than this message */
-	if (e == 0 && reused && ftruncate(fd, (off_t)(hlen + total + sizeof(end_marker) - 1)) < 0)
+	/* a recycled file of another length: cut (or extend) it to this one;
+	 * the same length leaves the inode alone, so fdatasync writes data only */
+	if (e == 0 && reused && slot.size != flen && ftruncate(fd, flen) < 0)
 		e = errno;
 	if (e == 0 && fdatasync(fd) < 0)
 		e = errno;
@@ -338,20 +439,8 @@ spool_write(const char *dir, struct spool_msg *m, const struct iovec *iov, int i
 		if (rename(tmp, final) < 0)
 			e = errno;
 	}
-	if (e == 0) {
-		if (is_spool_dir(dir) && bucket_fd[bucket] > 0) {
-			if (fsync(bucket_fd[bucket]) < 0)
-				e = errno;
-		} else {
-			char *slash = strrchr(final, '/');
-			*slash = '\0';
-			int dfd = open(final, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			*slash = '/';
-			if (dfd < 0 || fsync(dfd) < 0)
-				e = errno;
-			if (dfd >= 0)
-				close(dfd);
-		}
+	if (e == 0 && !reused) {
+		e = sync_dir_of(dir, final, bucket);
 		if (e != 0)
 			unlink(final);
 	}
@@ -373,7 +462,7 @@ static int
 parse_header(char *h, struct spool_msg *m, char *err, size_t errlen)
 {
 	char *save = NULL, *line;
-	int lineno = 0;
+	int lineno = 0, version = 0;
 	bool have_body = false;
 
 	for (line = strtok_r(h, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -384,10 +473,12 @@ parse_header(char *h, struct spool_msg *m, char *err, size_t errlen)
 		for (char *t = strtok_r(line, " ", &s2); t && nf < 4; t = strtok_r(NULL, " ", &s2))
 			f[nf++] = t;
 		if (lineno == 1) {
-			if (nf != 2 || strcmp(f[0], "SLUICE") != 0 || strcmp(f[1], "1") != 0) {
-				snprintf(err, errlen, "not a sluice spool file (version 1)");
+			if (nf != 2 || strcmp(f[0], "SLUICE") != 0 ||
+			    (strcmp(f[1], "1") != 0 && strcmp(f[1], "2") != 0)) {
+				snprintf(err, errlen, "not a sluice spool file (version 1 or 2)");
 				return -1;
 			}
+			version = f[1][0] - '0';
 			continue;
 		}
 		if (nf < 2)
@@ -432,7 +523,7 @@ parse_header(char *h, struct spool_msg *m, char *err, size_t errlen)
 		snprintf(err, errlen, "incomplete envelope");
 		return -1;
 	}
-	return 0;
+	return version;
 bad:
 	snprintf(err, errlen, "bad envelope line %d", lineno);
 	return -1;
@@ -463,10 +554,10 @@ spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	char *buf = NULL;
-	size_t cap = 0, have = 0;
+	char *buf = NULL, *hcopy = NULL, *t;
+	size_t cap = 0, have = 0, tlen;
 	char *hend = NULL;
-	int rc = -1;
+	int rc = -1, version;
 
 	memset(m, 0, sizeof(*m));
 	if (fd < 0) {
@@ -478,10 +569,13 @@ spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen)
 		rc = -2;
 		goto out;
 	}
-	/* read until the header's blank line */
+	/* read until the header's blank line; a version 2 file is read whole
+	 * (its checksum covers envelope and message), so ask for all of it */
 	for (;;) {
 		if (have + 4096 > cap) {
 			cap = cap ? cap * 2 : 16384;
+			if (cap < (size_t)st.st_size + 1 && st.st_size < (off_t)(64 << 20))
+				cap = (size_t)st.st_size + 1;
 			buf = xrealloc(buf, cap + 1);
 		}
 		ssize_t r = pread(fd, buf + have, cap - have, (off_t)have);
@@ -502,40 +596,86 @@ spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen)
 		snprintf(err, errlen, "partial file (no end of envelope)");
 		goto out;
 	}
-	hend[1] = '\0';
 	size_t hlen = (size_t)(hend - buf) + 2;
-	if (parse_header(buf, m, err, errlen) < 0)
+	hcopy = xstrndup(buf, hlen - 1);
+	if ((version = parse_header(hcopy, m, err, errlen)) < 0)
 		goto out;
 	m->body_off = (off_t)hlen;
-	off_t tail = (off_t)(hlen + m->body_len);
-	if (st.st_size < tail + (off_t)sizeof(end_marker) - 1) {
+	size_t tail = hlen + m->body_len;
+	size_t endlen = version == 1 ? sizeof(end_marker) - 1 : END_LINE_LEN;
+	if ((size_t)st.st_size < tail + endlen || m->body_len > (size_t)st.st_size) {
 		snprintf(err, errlen, "partial file (body cut short)");
 		goto out;
 	}
-	size_t tlen = (size_t)(st.st_size - tail);
-	char *t = xmalloc(tlen + 1);
-	ssize_t r = pread(fd, t, tlen, tail);
-	if (r < 0) {
-		snprintf(err, errlen, "read error: %s", strerror(errno));
-		free(t);
-		rc = -2;
-		goto out;
+	if (version == 1) {
+		/* legacy: envelope, then the tail from the END marker on */
+		tlen = (size_t)st.st_size - tail;
+		t = xmalloc(tlen + 1);
+		ssize_t r = pread(fd, t, tlen, (off_t)tail);
+		if (r < 0) {
+			snprintf(err, errlen, "read error: %s", strerror(errno));
+			free(t);
+			rc = -2;
+			goto out;
+		}
+		tlen = (size_t)r;
+		free(buf);
+		buf = t;
+		t = buf;
+	} else {
+		/* the whole file */
+		if (cap < (size_t)st.st_size) {
+			cap = (size_t)st.st_size;
+			buf = xrealloc(buf, cap + 1);
+		}
+		while (have < (size_t)st.st_size) {
+			ssize_t r = pread(fd, buf + have, (size_t)st.st_size - have, (off_t)have);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0) {
+				snprintf(err, errlen, "read error: %s", strerror(errno));
+				rc = -2;
+				goto out;
+			}
+			if (r == 0)
+				break;
+			have += (size_t)r;
+		}
+		buf[have] = '\0';
+		if (have < tail + endlen) {
+			snprintf(err, errlen, "partial file (body cut short)");
+			goto out;
+		}
+		t = buf + tail;
+		tlen = have - tail;
 	}
-	if (r < (ssize_t)(sizeof(end_marker) - 1) || memcmp(t, end_marker, sizeof(end_marker) - 1) != 0) {
-		snprintf(err, errlen, "partial file (no END marker)");
-		free(t);
-		goto out;
+	if (version == 1) {
+		if (tlen < endlen || memcmp(t, end_marker, endlen) != 0) {
+			snprintf(err, errlen, "partial file (no END marker)");
+			goto out;
+		}
+	} else {
+		char want[END_LINE_LEN + 1];
+		snprintf(want, sizeof(want), "END %08" PRIx32 "\n", spool_crc32c(0, buf, tail));
+		if (memcmp(t, "END ", 4) != 0 || t[END_LINE_LEN - 1] != '\n') {
+			snprintf(err, errlen, "partial file (no END marker)");
+			goto out;
+		}
+		if (memcmp(t, want, END_LINE_LEN) != 0) {
+			snprintf(err, errlen, "partial file (checksum mismatch)");
+			goto out;
+		}
 	}
-	t[r] = '\0';
+	t[tlen] = '\0';
 	/* a record torn by a crash (no final newline) is not applied */
-	char *nl = strrchr(t + sizeof(end_marker) - 1, '\n');
-	*(nl ? nl + 1 : t + sizeof(end_marker) - 1) = '\0';
-	apply_records(m, t + sizeof(end_marker) - 1, err, errlen);
-	free(t);
+	char *nl = strrchr(t + endlen, '\n');
+	*(nl ? nl + 1 : t + endlen) = '\0';
+	apply_records(m, t + endlen, err, errlen);
 	rc = 0;
 out:
 	if (rc != 0)
 		spool_msg_free(m);
+	free(hcopy);
 	free(buf);
 	close(fd);
 	return rc;
@@ -575,10 +715,34 @@ spool_record(const char *path, int idx, enum rcpt_state state, int attempts, int
 	return rc;
 }
 
+/*
+ * Mark a file as no message: its first byte turns "SLUICE" into "XLUICE".
+ * A recycled file is recognised by its name while sluiced runs and by its
+ * content at startup (the rename to f.* may be lost in a crash, and an f.*
+ * file may hold a message whose rename to its id was lost).
+ */
+static int
+clobber(const char *path, off_t *size)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	struct stat st;
+	int rc = 0;
+
+	if (fd < 0)
+		return -1;
+	if (pwrite(fd, "X", 1, 0) != 1 || fstat(fd, &st) < 0)
+		rc = -1;
+	else
+		*size = st.st_size;
+	close(fd);
+	return rc;
+}
+
 int
 spool_remove(const char *path)
 {
 	size_t n = spool_dir ? strlen(spool_dir) : 0;
+	off_t size = 0;
 
 	/* DIR/q/XX/ID of the running spool: keep the file for the next message */
 	if (n && strncmp(path, spool_dir, n) == 0 && strncmp(path + n, "/q/", 3) == 0 &&
@@ -588,14 +752,42 @@ spool_remove(const char *path)
 		uint64_t seq = atomic_fetch_add(&seq_next, 1);
 		char dst[PATH_MAX];
 		snprintf(dst, sizeof(dst), "%.*sf.%" PRIu64, (int)(n + 6), path, seq);
-		if (rename(path, dst) == 0) {
-			if (free_push(bucket, seq))
+		if (clobber(path, &size) < 0) {
+			if (errno == ENOENT)
+				return 0;
+		} else if (rename(path, dst) == 0) {
+			if (free_push(bucket, seq, size))
 				return 0;
 			path = dst;     /* enough spares here: really remove it */
 		} else if (errno == ENOENT)
 			return 0;
 	}
 	return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/*
+ * An f.* file at startup: "SLUICE 2" at its start means it may hold a
+ * message (a recycled file rewritten, whose rename to the id was lost):
+ * the loader decides by the checksum. Anything else is a spare.
+ */
+static bool
+spare_may_hold_message(const char *path, off_t *size)
+{
+	char head[9];
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool msg = false;
+
+	*size = 0;
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) == 0)
+		*size = st.st_size;
+	if (pread(fd, head, sizeof(head), 0) == (ssize_t)sizeof(head) &&
+	    memcmp(head, "SLUICE 2\n", sizeof(head)) == 0)
+		msg = true;
+	close(fd);
+	return msg;
 }
 
 long
@@ -634,11 +826,14 @@ spool_scan(const char *dir, void (*cb)(const char *path, void *arg), void *arg)
 			}
 			if (strncmp(de->d_name, "f.", 2) == 0) {
 				uint64_t seq = strtoull(de->d_name + 2, NULL, 10);
-				if (!is_spool_dir(dir) || !free_push(i, seq))
-					unlink(path);
-				else if (seq >= atomic_load(&seq_next))
+				off_t size;
+				if (seq >= atomic_load(&seq_next))
 					atomic_store(&seq_next, seq + 1);
-				continue;
+				if (!spare_may_hold_message(path, &size)) {
+					if (!is_spool_dir(dir) || !free_push(i, seq, size))
+						unlink(path);
+					continue;
+				}
 			}
 			cb(path, arg);
 			n++;

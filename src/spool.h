@@ -1,9 +1,11 @@
 /*
- * spool: one file per message, written in a fixed order (create O_EXCL in
- * tmp/ -> write -> fsync -> checked close -> rename into q/XX/ -> fsync of
- * the directory). A file without its END marker is never delivered. After
- * the END marker, per-recipient status records are appended (not fsync'd:
- * losing one can only cause the documented duplicate delivery).
+ * spool: one file per message. A new file is created as q/XX/t.ID, written,
+ * fdatasync'd, renamed to q/XX/ID and the directory fsync'd; a recycled
+ * file (q/XX/f.SEQ, a finished message's) is rewritten in place and
+ * fdatasync'd, which is its commit: the END line carries a CRC-32C of
+ * envelope and message, so a torn rewrite is never taken for a message.
+ * After the END line, per-recipient status records are appended (not
+ * fsync'd: losing one can only cause the documented duplicate delivery).
  * The layout is described in queue/README.
  *
  * The body is stored in wire form: CRLF line ends, dot-stuffed, without the
@@ -87,7 +89,10 @@ void spool_msg_free(struct spool_msg *m);   /* frees members, not m */
 /* Append a status record for recipient idx (O_APPEND, one write). */
 int spool_record(const char *path, int idx, enum rcpt_state state, int attempts, int64_t next_ms);
 
-/* Remove a finished message. */
+/* CRC-32C (Castagnoli) of buf, continuing crc (0 to start). */
+uint32_t spool_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* Remove a finished message (its file is marked and kept for reuse). */
 int spool_remove(const char *path);
 
 /*

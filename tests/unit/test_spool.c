@@ -173,7 +173,7 @@ test_format_header(void **state)
 	m.nrcpt = 1;
 	m.body_len = 42;
 	h = spool_format_header(&m, &len);
-	assert_string_equal(h, "SLUICE 1\nid 0123456789ABCDEFGHJKMNPQRS\ncreated 5\nsender %\n"
+	assert_string_equal(h, "SLUICE 2\nid 0123456789ABCDEFGHJKMNPQRS\ncreated 5\nsender %\n"
 	    "flags 0\npriority 0\nrcpt 0 - a@b.test\nbody 42\n\n");
 	assert_int_equal(len, strlen(h));
 	free(h);
@@ -186,7 +186,7 @@ test_format_header(void **state)
 	r.orcpt = "rfc822;a@b.test";
 	r.notify = 3;
 	h = spool_format_header(&m, &len);
-	assert_string_equal(h, "SLUICE 1\nid 0123456789ABCDEFGHJKMNPQRS\ncreated 5\nsender a%20b@c\n"
+	assert_string_equal(h, "SLUICE 2\nid 0123456789ABCDEFGHJKMNPQRS\ncreated 5\nsender a%20b@c\n"
 	    "flags 9\npriority -3\npool p%25q\nrcpt 3 rfc822;a@b.test a@b.test\nbody 42\n\n");
 	free(h);
 }
@@ -237,15 +237,20 @@ test_round_trip(void **state)
 	snprintf(tmpd, sizeof(tmpd), "%s/tmp", dir);
 	assert_int_equal(count_dir(tmpd), 0);     /* renamed away */
 
-	/* the file: header, the body bytes exactly as given, END */
+	/* the file: header, the body bytes exactly as given, END and the
+	 * CRC-32C of everything before it */
 	file = slurp(path, &flen);
-	assert_int_equal(flen, (size_t)m.body_off + blen + 4);
-	assert_memory_equal(file, "SLUICE 1\n", 9);
+	assert_int_equal(flen, (size_t)m.body_off + blen + 13);
+	assert_memory_equal(file, "SLUICE 2\n", 9);
 	assert_memory_equal(file + m.body_off, body0, sizeof(body0) - 1);
 	assert_memory_equal(file + m.body_off + sizeof(body0) - 1, body2, sizeof(body2) - 1);
 	assert_memory_equal(file + m.body_off + sizeof(body0) - 1 + sizeof(body2) - 1,
 	    body3, sizeof(body3) - 1);
-	assert_memory_equal(file + flen - 4, "END\n", 4);
+	{
+		char endl[16];
+		snprintf(endl, sizeof(endl), "END %08x\n", (unsigned)spool_crc32c(0, file, flen - 13));
+		assert_memory_equal(file + flen - 13, endl, 13);
+	}
 	{
 		size_t hl;
 		char *h = spool_format_header(&m, &hl);
@@ -376,7 +381,7 @@ test_large_header_and_many_iovecs(void **state)
 	assert_string_equal(l.rcpts[1234].addr, addrs[1234]);
 	assert_int_equal(l.body_off, m.body_off);
 	file = slurp(path, &flen);
-	assert_int_equal(flen, (size_t)l.body_off + wl + 4);
+	assert_int_equal(flen, (size_t)l.body_off + wl + 13);
 	assert_memory_equal(file + l.body_off, want, wl);
 	free(file);
 	spool_msg_free(&l);
@@ -501,8 +506,8 @@ test_partial_and_corrupt(void **state)
 	path = write_full(&m);
 	file = slurp(path, &flen);
 
-	/* cut before END, or inside it */
-	assert_int_equal(truncate(path, (off_t)flen - 4), 0);
+	/* cut before the END line, or inside it */
+	assert_int_equal(truncate(path, (off_t)flen - 13), 0);
 	load_fails(path, "partial file (body cut short)");
 	assert_int_equal(truncate(path, (off_t)flen - 1), 0);
 	load_fails(path, "partial file (body cut short)");
@@ -517,11 +522,21 @@ test_partial_and_corrupt(void **state)
 	assert_int_equal(truncate(path, 0), 0);
 	load_fails(path, "partial file (no end of envelope)");
 	/* the right length but no END where it belongs */
-	memcpy(file + flen - 4, "ENX\n", 4);
+	memcpy(file + flen - 13, "ENX", 3);
 	put_file(path, file, flen);
 	load_fails(path, "partial file (no END marker)");
+	memcpy(file + flen - 13, "END", 3);
+	/* one changed byte anywhere (a torn rewrite of a recycled file):
+	 * the checksum tells */
+	file[m.body_off + 5] ^= 0x20;
+	put_file(path, file, flen);
+	load_fails(path, "partial file (checksum mismatch)");
+	file[m.body_off + 5] ^= 0x20;
+	file[20] ^= 0x01;
+	put_file(path, file, flen);
+	load_fails(path, "partial file (checksum mismatch)");
+	file[20] ^= 0x01;
 	/* a body longer than the header says */
-	memcpy(file + flen - 4, "END\n", 4);
 	{
 		char *longer = malloc(flen + 1);
 		memcpy(longer, file, m.body_off);
@@ -544,9 +559,11 @@ test_partial_and_corrupt(void **state)
 	/* garbage */
 	snprintf(p2, sizeof(p2), "%s/garbage", dir);
 	put_file(p2, "GARBAGE\n\nEND\n", 13);
-	load_fails(p2, "not a sluice spool file (version 1)");
-	put_file(p2, "SLUICE 2\nid X\n\nEND\n", 19);
-	load_fails(p2, "not a sluice spool file (version 1)");
+	load_fails(p2, "not a sluice spool file (version 1 or 2)");
+	put_file(p2, "SLUICE 3\nid X\n\nEND\n", 19);
+	load_fails(p2, "not a sluice spool file (version 1 or 2)");
+	put_file(p2, "XLUICE 2\nid X\n\nEND\n", 19);
+	load_fails(p2, "not a sluice spool file (version 1 or 2)");
 	{
 		static const char bad_line[] = "SLUICE 1\nid ABC\nwhat is this\nbody 0\n\nEND\n";
 		static const char bad_pct[] = "SLUICE 1\nid ABC\ncreated 1\nsender %G0\nbody 0\n\nEND\n";
@@ -653,6 +670,119 @@ test_scan_and_remove(void **state)
 	s.n = 0;
 	assert_int_equal(spool_scan("/nonexistent/spool", scan_cb, &s), 0);
 	assert_int_equal(s.n, 0);
+}
+
+static ino_t
+inode_of(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_ino;
+}
+
+/* The one file in a bucket directory, or NULL. */
+static char *
+only_file(const char *bucket_dir)
+{
+	char cmd[PATH_MAX + 64], name[256];
+	FILE *p;
+	char *out = NULL;
+
+	snprintf(cmd, sizeof(cmd), "ls -A '%s'", bucket_dir);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	if (fscanf(p, "%255s", name) == 1)
+		out = xasprintf("%s/%s", bucket_dir, name);
+	assert_int_equal(fscanf(p, "%255s", name), EOF);
+	pclose(p);
+	return out;
+}
+
+/*
+ * Recycling: a finished file is marked and renamed to f.SEQ, the next
+ * message of the bucket is written into it (same inode, no directory
+ * fsync). At startup an f.* file holding a complete message (its rename to
+ * the id was lost in a crash) is loaded; a torn rewrite is refused by the
+ * checksum; a marked spare is not a message.
+ */
+static void
+test_recycle(void **state)
+{
+	struct spool_msg a, b, l;
+	struct iovec iov[4];
+	char err[256], bdir[PATH_MAX], lost[PATH_MAX + 8], *pa, *pb, *spare, *file;
+	size_t flen;
+	struct seen s = { .n = 0 };
+	ino_t ino;
+
+	(void)state;
+	pa = write_full(&a);
+	ino = inode_of(pa);
+	snprintf(bdir, sizeof(bdir), "%.*s", (int)(strrchr(pa, '/') - pa), pa);
+	assert_int_equal(spool_remove(pa), 0);
+	assert_false(exists(pa));
+	spare = only_file(bdir);
+	assert_non_null(strstr(spare, "/f."));
+	assert_int_equal(inode_of(spare), ino);
+	file = slurp(spare, &flen);
+	assert_memory_equal(file, "XLUICE 2\n", 9);         /* marked: no message */
+	free(file);
+	load_fails(spare, "not a sluice spool file (version 1 or 2)");
+	free(spare);
+
+	/* the next message of that bucket goes into the same inode */
+	full_msg(&b, iov);
+	memcpy(b.id + QID_LEN - 2, a.id + QID_LEN - 2, 2);
+	b.nrcpt = 1;                                        /* a different length */
+	assert_int_equal(spool_write(dir, &b, iov, 4), 0);
+	pb = spool_path(dir, b.id);
+	assert_int_equal(inode_of(pb), ino);
+	assert_int_equal(count_dir(bdir), 1);
+	assert_int_equal(spool_load(pb, &l, err, sizeof(err)), 0);
+	assert_string_equal(l.id, b.id);
+	assert_int_equal(l.nrcpt, 1);
+	assert_int_equal(l.body_len, b.body_len);
+	spool_msg_free(&l);
+
+	/* a crash lost the rename to the id: the scan finds it as f.* */
+	snprintf(lost, sizeof(lost), "%s/f.99", bdir);
+	assert_int_equal(rename(pb, lost), 0);
+	assert_int_equal(spool_scan(dir, scan_cb, &s), 1);
+	assert_string_equal(s.paths[0], lost);
+	free(s.paths[0]);
+	s.n = 0;
+	assert_int_equal(spool_load(lost, &l, err, sizeof(err)), 0);
+	assert_string_equal(l.id, b.id);
+	spool_msg_free(&l);
+
+	/* a torn rewrite: the scan hands it over, the checksum refuses it */
+	file = slurp(lost, &flen);
+	file[flen - 20] ^= 0x40;
+	put_file(lost, file, flen);
+	free(file);
+	assert_int_equal(spool_scan(dir, scan_cb, &s), 1);
+	free(s.paths[0]);
+	s.n = 0;
+	load_fails(lost, "partial file (checksum mismatch)");
+	/* which the queue then removes: marked and kept as a spare */
+	assert_int_equal(spool_remove(lost), 0);
+	assert_false(exists(lost));
+	spare = only_file(bdir);
+	assert_int_equal(inode_of(spare), ino);
+	/* a spare is not a message, and a restart keeps it for reuse */
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
+	assert_int_equal(spool_scan(dir, scan_cb, &s), 0);
+	full_msg(&b, iov);
+	memcpy(b.id + QID_LEN - 2, a.id + QID_LEN - 2, 2);
+	assert_int_equal(spool_write(dir, &b, iov, 4), 0);
+	free(pb);
+	pb = spool_path(dir, b.id);
+	assert_int_equal(inode_of(pb), ino);
+	assert_false(exists(spare));
+	free(spare);
+	free(pa);
+	free(pb);
 }
 
 static void
@@ -1218,6 +1348,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_status_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_partial_and_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_and_remove, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_elsewhere_and_errors, setup, teardown),
 		cmocka_unit_test(test_dot_stuff),
 		cmocka_unit_test(test_dot_unstuff),
