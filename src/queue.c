@@ -85,9 +85,113 @@ qmsg_unref(struct qmsg *m)
 	pthread_mutex_unlock(&id_lock);
 	atomic_fetch_sub(&qstats.messages, 1);
 	pthread_mutex_destroy(&m->lock);
-	spool_msg_free(&m->sm);
-	free(m->path);
+	if (!m->packed) {
+		spool_msg_free(&m->sm);
+		free(m->path);
+	}
 	free(m);
+}
+
+/*
+ * Packing: a queued message as one block (see queue.h). A million queued
+ * recipients are a million qrcpts; allocated one by one, with their address
+ * strings and the message's envelope strings each in its own malloc chunk,
+ * they cost about twice what the bytes need.
+ */
+static const char *const common_keys[] = { "message_id", "from_domain" };
+
+static size_t
+str_need(const char *s)
+{
+	return s ? strlen(s) + 1 : 0;
+}
+
+static char *
+str_put(char **at, const char *s)
+{
+	if (s == NULL)
+		return NULL;
+	size_t n = strlen(s) + 1;
+	char *p = memcpy(*at, s, n);
+	*at += n;
+	return p;
+}
+
+static char *
+key_put(char **at, const char *k)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(common_keys); i++)
+		if (strcmp(k, common_keys[i]) == 0)
+			return (char *)common_keys[i];
+	return str_put(at, k);
+}
+
+static size_t
+key_need(const char *k)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(common_keys); i++)
+		if (strcmp(k, common_keys[i]) == 0)
+			return 0;
+	return str_need(k);
+}
+
+/* Returns the packed copy of old (which is freed); old must be unshared. */
+static struct qmsg *
+qmsg_pack(struct qmsg *old)
+{
+	const struct spool_msg *o = &old->sm;
+	size_t n = (size_t)o->nrcpt, nm = (size_t)o->nmeta;
+	size_t sz = sizeof(struct qmsg) + n * sizeof(struct qrcpt) +
+	    n * sizeof(struct spool_rcpt) + nm * sizeof(struct spool_meta);
+
+	sz += str_need(o->sender) + str_need(o->pool) + str_need(o->campaign) +
+	    str_need(o->envid) + str_need(old->path);
+	for (size_t i = 0; i < nm; i++)
+		sz += key_need(o->meta[i].key) + str_need(o->meta[i].value);
+	for (size_t i = 0; i < n; i++)
+		sz += str_need(o->rcpts[i].addr) + str_need(o->rcpts[i].orcpt);
+
+	struct qmsg *m = xmalloc(sz);
+	memset(m, 0, sizeof(*m));
+	struct qrcpt *q = (struct qrcpt *)(m + 1);
+	struct spool_rcpt *rc = (struct spool_rcpt *)(q + n);
+	struct spool_meta *me = (struct spool_meta *)(rc + n);
+	char *at = (char *)(me + nm);
+
+	memset(q, 0, n * sizeof(*q));
+	m->sm = *o;
+	m->sm.rcpts = n ? rc : NULL;
+	m->sm.meta = nm ? me : NULL;
+	m->sm.sender = str_put(&at, o->sender);
+	m->sm.pool = str_put(&at, o->pool);
+	m->sm.campaign = str_put(&at, o->campaign);
+	m->sm.envid = str_put(&at, o->envid);
+	for (size_t i = 0; i < nm; i++) {
+		me[i].key = key_put(&at, o->meta[i].key);
+		me[i].value = str_put(&at, o->meta[i].value);
+	}
+	for (size_t i = 0; i < n; i++) {
+		rc[i] = o->rcpts[i];
+		rc[i].addr = str_put(&at, o->rcpts[i].addr);
+		rc[i].orcpt = str_put(&at, o->rcpts[i].orcpt);
+	}
+	m->path = str_put(&at, old->path);
+	atomic_init(&m->refs, atomic_load(&old->refs));
+	pthread_mutex_init(&m->lock, NULL);
+	m->deleted = old->deleted;
+	m->packed = true;
+
+	pthread_mutex_destroy(&old->lock);
+	spool_msg_free(&old->sm);
+	free(old->path);
+	free(old);
+	return m;
+}
+
+static struct qrcpt *
+qmsg_rcpts(struct qmsg *m)
+{
+	return (struct qrcpt *)(m + 1);
 }
 
 struct qmsg *
@@ -241,11 +345,8 @@ sched_free(struct worker *w)
 	struct sched *s = w->sched;
 	if (s == NULL)
 		return;
-	for (uint32_t i = 0; i < s->n; i++) {
-		struct qrcpt *r = s->heap[i];
-		qmsg_unref(r->msg);
-		free(r);
-	}
+	for (uint32_t i = 0; i < s->n; i++)
+		qmsg_unref(s->heap[i]->msg);
 	atomic_fetch_sub(&qstats.scheduled, (long)s->n);
 	queue_route_reset();
 	event_free(s->timer);
@@ -286,16 +387,14 @@ finish(struct qrcpt *r, enum rcpt_state state)
 		spool_record(m->path, (int)r->idx, state, sr->attempts, 0);
 	pthread_mutex_unlock(&m->lock);
 	atomic_fetch_sub(&qstats.recipients, 1);
-	free(r);
-	qmsg_unref(m);
+	qmsg_unref(m);          /* r is part of m */
 }
 
 void
 queue_forget(struct qrcpt *r)
 {
 	atomic_fetch_sub(&qstats.recipients, 1);
-	qmsg_unref(r->msg);
-	free(r);
+	qmsg_unref(r->msg);     /* r is part of its message */
 }
 
 void
@@ -352,6 +451,7 @@ queue_add(struct qmsg *m)
 	for (int i = 0; i < m->sm.nrcpt; i++)
 		if (m->sm.rcpts[i].state == RS_QUEUED)
 			left++;
+	m = qmsg_pack(m);
 	atomic_store(&m->left, left);
 	atomic_fetch_add(&qstats.messages, 1);
 	if (left == 0) {
@@ -369,7 +469,7 @@ queue_add(struct qmsg *m)
 	for (int i = 0; i < m->sm.nrcpt; i++) {
 		if (m->sm.rcpts[i].state != RS_QUEUED)
 			continue;
-		struct qrcpt *r = xcalloc(1, sizeof(*r));
+		struct qrcpt *r = &qmsg_rcpts(m)[i];
 		r->msg = m;
 		r->idx = (uint32_t)i;
 		r->heap_idx = UINT32_MAX;

@@ -21,6 +21,13 @@ struct worker;
 struct smtp_reply;
 struct site_limits;
 
+/*
+ * Memory: once queued (queue_add), a message is one allocation: the qmsg,
+ * then its qrcpts (one per recipient), then the envelope's arrays and
+ * strings (sm.rcpts, sm.meta, addresses, path ...). Its members must not be
+ * freed or replaced one by one after queue_add; scalars (a recipient's
+ * state, attempts, next_ms) change in place under lock.
+ */
 struct qmsg {
 	struct spool_msg sm;           /* envelope, recipients' stored state */
 	char *path;                    /* spool file */
@@ -29,6 +36,7 @@ struct qmsg {
 	pthread_mutex_t lock;          /* sm.rcpts[] updates, status records */
 	struct qmsg *hnext;            /* global id hash chain */
 	bool deleted;                  /* DELETE /v1/messages/ID: drop as seen */
+	bool packed;                   /* one block with its qrcpts and strings */
 };
 
 struct qrcpt {
