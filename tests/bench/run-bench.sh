@@ -3,6 +3,9 @@
 # (../shared/bench/run.sh), same injector, sink, counters and CPU accounting.
 #   SYSTEMS   what to run (default: loopback, sluiced unsigned and DKIM, postfix, postfix-dkim, haraka, haraka-dkim)
 #   N SIZE    messages and body size (default 20000 8192)
+#   N_BIG SIZE_BIG   the large-message row (default 5000 102400, DKIM-signed)
+#   SCALE=0   skip the big-queue rows (tests/bench/scale-bench.sh);
+#   SCALE_1M=0 skip only the 1,000,000 x 1 row (the longest: ~10 min, 1M spool files)
 # Results: one line per system on stdout, TSV and logs under /tmp/peerbench/results.
 set -euo pipefail
 srcdir=${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -16,11 +19,24 @@ export SLUICED=$builddir/sluiced
 start="$srcdir/tests/bench/sluiced-bench.sh"
 peers=${SYSTEMS:-"loopback postfix postfix-dkim haraka haraka-dkim"}
 
-run_custom() {  # run_custom NAME DKIM
+N_BIG=${N_BIG:-5000}
+SIZE_BIG=${SIZE_BIG:-102400}
+export SLUICECTL=$builddir/sluicectl
+
+run_custom() {  # run_custom NAME DKIM [N SIZE]
 	CUSTOM_NAME=$1 CUSTOM_DKIM=$2 BENCH_DKIM=$2 SYSTEMS=custom \
-	    CUSTOM_START="$start" "$harness" "$N" "$SIZE"
+	    CUSTOM_START="$start" "$harness" "${3:-$N}" "${4:-$SIZE}"
 }
 echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores; N=$N SIZE=$SIZE"
 run_custom sluiced 0
 run_custom sluiced-dkim 1
+run_custom sluiced-dkim-100k 1 "$N_BIG" "$SIZE_BIG"
+# (DNS scenario: 1,000 domains over 5 sites through the resolver)
+if [ "${SCALE:-1}" = 1 ]; then
+	# 1,000,000 queued recipients, delivery held: RSS, `sluicectl queue`, restart
+	"$srcdir/tests/bench/scale-bench.sh" 10000 100 8192
+	if [ "${SCALE_1M:-1}" = 1 ]; then
+		"$srcdir/tests/bench/scale-bench.sh" 1000000 1 1024
+	fi
+fi
 [ -n "$peers" ] && SYSTEMS="$peers" "$harness" "$N" "$SIZE"
