@@ -29,6 +29,7 @@
 #include "site.h"
 #include "smtp_parse.h"
 #include "util.h"
+#include "verp.h"
 #include "worker.h"
 
 struct queue_stats qstats;
@@ -682,6 +683,24 @@ outcome_event(const char *type, struct qrcpt *r, const struct smtp_reply *rep,
 	acct_emit(&j);
 }
 
+/* What a bounce or complaint arriving later needs to name this send. */
+static void
+record_send(struct qrcpt *r)
+{
+	const struct qmsg *m = r->msg;
+	struct verp_send vs;
+	const char *v;
+
+	memset(&vs, 0, sizeof(vs));
+	vs.time = now_ms();
+	snprintf(vs.rcpt, sizeof(vs.rcpt), "%s", qrcpt_addr(r));
+	snprintf(vs.sender, sizeof(vs.sender), "%s", m->sm.sender);
+	snprintf(vs.campaign, sizeof(vs.campaign), "%s", m->sm.campaign ? m->sm.campaign : "");
+	snprintf(vs.message_id, sizeof(vs.message_id), "%s", (v = meta(m, "message_id")) ? v : "");
+	snprintf(vs.pool, sizeof(vs.pool), "%s", m->sm.pool ? m->sm.pool : "");
+	verp_record(m->sm.id, r->idx, &vs);
+}
+
 void
 queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attempt_info *ai)
 {
@@ -697,6 +716,8 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 
 	if (cls == 2) {
 		outcome_event("delivery", r, rep, ai, attempt, 0);
+		if (verp_applies(conf, m->sm.sender, m->sm.flags))
+			record_send(r);
 		log_info("event=delivered id=%s rcpt=%s site=%s mx=%s attempt=%d", m->sm.id,
 		    qrcpt_addr(r), ai->site ? ai->site : "-", ai->mx ? ai->mx : "-", attempt);
 		atomic_fetch_add(&qstats.delivered, 1);
