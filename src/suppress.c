@@ -28,6 +28,7 @@
 #include <string.h>
 #include <wctype.h>
 
+#include "bounce.h"
 #include "conf.h"
 #include "log.h"
 #include "smtp_parse.h"
@@ -64,6 +65,35 @@ suppress_reason_parse(const char *s, enum suppress_reason *out)
 			return 0;
 		}
 	return -1;
+}
+
+void
+suppress_event(const char *action, const char *id, const char *message_id,
+    const char *sender, const char *recipient, const char *pool, const char *campaign,
+    const struct suppress_entry *e)
+{
+	struct jbuf j;
+	const char *sub;
+	const char *type = bounce_ses_type("suppressed", 550, &sub);
+
+	jb_init(&j);
+	jb_str(&j, "type", "suppressed");
+	jb_str(&j, "action", action);
+	jb_str(&j, "id", id && *id ? id : NULL);
+	jb_str(&j, "message_id", message_id);
+	jb_str(&j, "sender", sender);
+	jb_str(&j, "recipient", recipient);
+	jb_str(&j, "campaign", campaign);
+	jb_str(&j, "pool", pool);
+	jb_str(&j, "reason", suppress_reason_name(e->reason));
+	jb_str(&j, "scope", e->scope[0] ? e->scope : "global");
+	if (e->time > 0)
+		jb_time(&j, "suppressed_at", e->time);
+	jb_str(&j, "suppression_source", e->source[0] ? e->source : NULL);
+	jb_str(&j, "category", "suppressed");
+	jb_str(&j, "ses_type", type);
+	jb_str(&j, "ses_subtype", sub);
+	acct_emit(&j);
 }
 
 /* ---- normalisation ------------------------------------------------- */
@@ -848,7 +878,7 @@ put_fn(MDB_txn *txn, void *arg)
 }
 
 int
-suppress_put_wait(const struct suppress_entry *in, char *err, size_t errlen)
+suppress_put_wait(struct suppress_entry *in, char *err, size_t errlen)
 {
 	struct put_ctx p;
 
@@ -874,6 +904,7 @@ suppress_put_wait(const struct suppress_entry *in, char *err, size_t errlen)
 	log_info("event=suppression-added address=<%s> reason=%s scope=%s source=\"%s\"",
 	    p.e.address, suppress_reason_name(p.e.reason), p.e.scope[0] ? p.e.scope : "global",
 	    p.e.source);
+	*in = p.e;
 	return 0;
 }
 
@@ -1096,4 +1127,17 @@ suppress_scan(const void *afterkey, size_t afterlen, int max,
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return -1;
 	return n;
+}
+
+long
+suppress_count(void)
+{
+	MDB_stat st;
+	MDB_txn *t = store_rtxn();
+
+	if (t == NULL)
+		return -1;
+	int rc = mdb_stat(t, store_dbi(DB_SUPPRESS), &st);
+	store_rdone(t);
+	return rc == 0 ? (long)st.ms_entries : -1;
 }

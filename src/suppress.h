@@ -49,6 +49,16 @@ int suppress_check(const char *address, const char *sender_domain, const char *p
 
 /* ---- below: added by the implementation (API, CLI, import, tests) ---- */
 
+/*
+ * The accounting event of a recipient left out because it is suppressed:
+ * type "suppressed", action "rejected" (refused at RCPT; no id) or
+ * "dropped" (accepted, never queued), the entry's reason, scope, time and
+ * source, category "suppressed" and SES type Permanent/Suppressed.
+ */
+void suppress_event(const char *action, const char *id, const char *message_id,
+    const char *sender, const char *recipient, const char *pool, const char *campaign,
+    const struct suppress_entry *e);
+
 #define SUP_ADDR_MAX   254      /* normalised address, bytes (RFC 5321 path) */
 #define SUP_SCOPE_MAX  255      /* scope, bytes; address + NUL + scope fits an LMDB key */
 #define SUP_KEY_MAX    (SUP_ADDR_MAX + 1 + SUP_SCOPE_MAX)
@@ -99,11 +109,11 @@ int suppress_get_all(const char *address, void (*fn)(const struct suppress_entry
     void *arg);
 /*
  * Synchronous changes for the control thread (never a loop): durable on
- * return. e->address and e->scope as written; e->time 0 = now. put: 0, or
- * -1 with err (bad address, scope or store failure). remove: 1 removed,
- * 0 there was none, -1 error.
+ * return. e->address and e->scope as written (put leaves them in stored
+ * form); e->time 0 = now. put: 0, or -1 with err (bad address, scope or
+ * store failure). remove: 1 removed, 0 there was none, -1 error.
  */
-int suppress_put_wait(const struct suppress_entry *e, char *err, size_t errlen);
+int suppress_put_wait(struct suppress_entry *e, char *err, size_t errlen);
 int suppress_remove_wait(const char *address, const char *scope);
 
 /*
@@ -137,6 +147,9 @@ struct suppress_filter {
 };
 int suppress_list(const struct suppress_filter *f, const char *cursor, int limit, long scan,
     void (*fn)(const struct suppress_entry *, void *), void *arg, char *next);
+
+/* Number of entries (every scope), or -1. */
+long suppress_count(void);
 
 /*
  * Walk every entry in key (address) order, `max` at a time: after is the
