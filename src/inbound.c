@@ -13,6 +13,7 @@
 #include "inbound.h"
 #include "log.h"
 #include "report.h"
+#include "suppress.h"
 #include "util.h"
 #include "verp.h"
 
@@ -67,20 +68,36 @@ common_fields(struct jbuf *j, const struct inbound *in, const struct target *t,
 	jb_str(j, "report_ip", in->ip);
 }
 
-/* Suppression: a permanent bounce or a complaint of a verified send.
- * Returns the number of entries queued. */
+/*
+ * Suppression of a verified send, as queue.c does for synchronous replies:
+ * a Permanent bounce suppresses at once, a mailbox-full or unclassified one
+ * counts as a soft bounce, a refusal of the content says nothing about the
+ * address. Returns 1 when an entry (or a soft-bounce count) was queued.
+ */
 static int
-inbound_suppress_bounce(const char *rcpt, bool permanent, const char *category, const char *qid)
+suppress_async_bounce(const char *rcpt, const struct bounce_class *bc, const char *qid)
 {
-	(void)rcpt; (void)permanent; (void)category; (void)qid;
-	return 0;   /* MERGE-SUPPRESS */
+	char src[64];
+
+	snprintf(src, sizeof(src), "async-bounce %s", qid);
+	if (strcmp(bc->ses_type, "Permanent") == 0)
+		suppress_note_bounce(rcpt, true, bc->category, src);
+	else if (strcmp(bc->ses_type, "Undetermined") == 0 ||
+	    strcmp(bc->ses_subtype, "MailboxFull") == 0)
+		suppress_note_bounce(rcpt, false, bc->category, src);
+	else
+		return 0;
+	return 1;
 }
 
 static int
-inbound_suppress_complaint(const char *rcpt, const char *qid)
+suppress_complaint(const char *rcpt, const char *qid)
 {
-	(void)rcpt; (void)qid;
-	return 0;   /* MERGE-SUPPRESS */
+	char src[64];
+
+	snprintf(src, sizeof(src), "complaint %s", qid);
+	suppress_add(rcpt, SUP_COMPLAINT, "", src);
+	return 1;
 }
 
 /* The reply code a DSN recipient stands for: the one its diagnostic
@@ -140,8 +157,7 @@ bounce_event(struct inbound *in, const struct target *t, const struct report *re
 	    rcpt ? rcpt : "-", rc->status ? rc->status : "-", bc.category,
 	    t->verified ? "yes" : "no");
 	if (!delayed && t->verified && rcpt != NULL)
-		in->suppressed += inbound_suppress_bounce(rcpt, strcmp(bc.ses_type, "Permanent") == 0,
-		    bc.category, t->tok.qid);
+		in->suppressed += suppress_async_bounce(rcpt, &bc, t->tok.qid);
 }
 
 static void
@@ -178,7 +194,7 @@ complaint_event(struct inbound *in, const struct target *t, const struct report 
 	    t->verified ? t->tok.qid : "-", rcpt ? rcpt : "-", rep->feedback_type,
 	    t->verified ? "yes" : "no");
 	if (t->verified && rcpt != NULL)
-		in->suppressed += inbound_suppress_complaint(rcpt, t->tok.qid);
+		in->suppressed += suppress_complaint(rcpt, t->tok.qid);
 	free(to);
 }
 
