@@ -17,4 +17,7 @@ int ctl_dkim(const struct ctl_opts *o, int argc, char **argv);
  * (ctl_suppress.c; argv[0] is "suppression"). Returns the exit code. */
 int ctl_suppression(const struct ctl_opts *o, int argc, char **argv);
 
+/* `sluicectl verp keygen|check ...` (ctl_verp.c). Returns the exit code. */
+int ctl_verp(const struct ctl_opts *o, int argc, char **argv);
+
 #endif

@@ -328,3 +328,29 @@ def test_verp_config_errors(sluiced_bin, tmp_path, case):
         "no-key": "%s:2: bounce-domain needs verp-key" % conf,
     }[case]
     assert want in out.stderr, out.stderr
+
+
+def test_sluicectl_verp_keygen_and_check(sluiced, receiver, sluiced_bin, tmp_path):
+    ctl = sluiced_bin[1]
+    key = tmp_path / "new.key"
+    out = subprocess.run([ctl, "verp", "keygen", str(key)], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert key.stat().st_size == 32 and (key.stat().st_mode & 0o777) == 0o600
+    # never over an existing key
+    again = subprocess.run([ctl, "verp", "keygen", str(key)], capture_output=True, text=True,
+                           timeout=30)
+    assert again.returncode == 1 and key.stat().st_size == 32
+    # the daemon takes it; check names the send of a VERP address
+    rx = receiver()
+    d = start(sluiced, rx, str(key))
+    qid, verp = deliver(d, rx, "k@dst.test", 1)
+    ok = subprocess.run([ctl, "-c", d.conf_path, "verp", "check", verp], capture_output=True,
+                        text=True, timeout=30)
+    assert ok.returncode == 0, ok.stderr
+    assert "valid: queue id %s, recipient index 0" % qid in ok.stdout
+    bad = verp[:-len("@" + BOUNCE_DOMAIN) - 1] + ("A" if verp[-len(BOUNCE_DOMAIN) - 2] != "A"
+                                                   else "B") + "@" + BOUNCE_DOMAIN
+    out = subprocess.run([ctl, "-c", d.conf_path, "verp", "check", bad], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 1 and "forged" in out.stdout
