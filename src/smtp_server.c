@@ -12,6 +12,11 @@
  * - Never an open relay: RCPT is refused (550 5.7.1) unless the client's
  *   address is in relay-from or it authenticated. AUTH is offered and
  *   accepted only under TLS, and only when the listener has auth-users.
+ *   The one exception is mail for sluice itself: VERP addresses of the
+ *   bounce-domain whose token verifies, and fbl-address mailboxes, are
+ *   accepted from anyone and read as reports (inbound.c), never queued;
+ *   a forged token is 550 5.7.1, and a transaction never mixes reports
+ *   with relayed recipients (452 4.5.3).
  * - Bounded memory per session: an input line longer than max-line-length
  *   is discarded as it arrives (the read high watermark caps the input
  *   buffer) and answered once its LF shows up; output is not produced
