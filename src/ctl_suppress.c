@@ -469,14 +469,26 @@ s_list(const struct ctl_opts *o, const struct sopts *so)
 	return rc;
 }
 
+/* The daemon's rule (suppress_io.c): no '@', a column named address,
+ * email or recipient. */
 static bool
 csv_header_line(const char *line)
 {
-	const char *p = line + strspn(line, " \t\"");
-	size_t n = strcspn(p, ",\"\r\n");
-	return memchr(p, '@', n) == NULL &&
-	    ((n == 7 && strncasecmp(p, "address", 7) == 0) || (n == 5 && strncasecmp(p, "email", 5) == 0) ||
-	    (n == 9 && strncasecmp(p, "recipient", 9) == 0));
+	if (strchr(line, '@') != NULL)
+		return false;
+	for (const char *p = line; *p;) {
+		p += strspn(p, " \t\"");
+		size_t n = strcspn(p, ",\"\r\n");
+		if ((n == 7 && strncasecmp(p, "address", 7) == 0) ||
+		    (n == 5 && strncasecmp(p, "email", 5) == 0) ||
+		    (n == 9 && strncasecmp(p, "recipient", 9) == 0))
+			return true;
+		p += n;
+		p += strspn(p, ",\"");
+		if (*p == '\r' || *p == '\n')
+			break;
+	}
+	return false;
 }
 
 struct import_totals {

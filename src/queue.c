@@ -750,9 +750,10 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 	if (cls == 5) {
 		struct bounce_class bc;
 		bounce_classify(conf->bounce, rep->code, rep->enh, rep->text, &bc);
-		outcome_event("bounce", r, rep, ai, attempt, 0, &bc);
+		/* the list's write is queued before the event is out */
 		if (!ai->admin)
 			suppress_bounce(r, &bc);
+		outcome_event("bounce", r, rep, ai, attempt, 0, &bc);
 		log_info("event=bounced id=%s rcpt=%s site=%s code=%d status=%s", m->sm.id,
 		    qrcpt_addr(r), ai->site ? ai->site : "-", rep->code, rep->enh);
 		atomic_fetch_add(&qstats.bounced, 1);

@@ -5,9 +5,9 @@
  * (SUP_IMPORT_BATCH); a full batch becomes one write of the store's writer
  * thread, and the importer waits while more than SUP_IMPORT_BACKLOG writes
  * are queued, so a million lines never become a million-element structure.
- * CSV is RFC 4180 (quoted fields, "" inside quotes); a first line whose
- * first field is "address" or "email" is a header and says which column
- * is which. NDJSON lines are objects with the same member names.
+ * CSV is RFC 4180 (quoted fields, "" inside quotes); a first line without
+ * an '@' that has a field "address" (or "email", "recipient") is a header
+ * and says which column is which. NDJSON lines are objects with the same member names.
  */
 #include "config.h"
 
@@ -391,7 +391,15 @@ suppress_import_line(struct suppress_import *im, char *line, size_t len)
 			import_error(im, "unbalanced quotes");
 			return;
 		}
-		if (im->first && n > 0 && col_named(f[0]) == SC_ADDRESS && strchr(f[0], '@') == NULL) {
+		bool header = im->first;
+		bool named = false;
+		for (int i = 0; header && i < n; i++) {
+			if (strchr(f[i], '@') != NULL)
+				header = false;
+			else if (col_named(f[i]) == SC_ADDRESS)
+				named = true;
+		}
+		if (header && named) {
 			/* a header: it names the columns */
 			im->ncols = n;
 			for (int i = 0; i < n; i++)
