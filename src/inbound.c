@@ -69,10 +69,9 @@ common_fields(struct jbuf *j, const struct inbound *in, const struct target *t,
 }
 
 /*
- * Suppression of a verified send, as queue.c does for synchronous replies:
- * a Permanent bounce suppresses at once, a mailbox-full or unclassified one
- * counts as a soft bounce, a refusal of the content says nothing about the
- * address. Returns 1 when an entry (or a soft-bounce count) was queued.
+ * Suppression of a verified send, as queue.c does for synchronous replies
+ * (suppress_note_failure). Returns 1 when an entry (or a soft-bounce count)
+ * was queued.
  */
 static int
 suppress_async_bounce(const char *rcpt, const struct bounce_class *bc, const char *qid)
@@ -80,14 +79,7 @@ suppress_async_bounce(const char *rcpt, const struct bounce_class *bc, const cha
 	char src[64];
 
 	snprintf(src, sizeof(src), "async-bounce %s", qid);
-	if (strcmp(bc->ses_type, "Permanent") == 0)
-		suppress_note_bounce(rcpt, true, bc->category, src);
-	else if (strcmp(bc->ses_type, "Undetermined") == 0 ||
-	    strcmp(bc->ses_subtype, "MailboxFull") == 0)
-		suppress_note_bounce(rcpt, false, bc->category, src);
-	else
-		return 0;
-	return 1;
+	return suppress_note_failure(rcpt, bc->ses_type, bc->ses_subtype, bc->category, src);
 }
 
 static int

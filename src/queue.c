@@ -716,11 +716,7 @@ suppress_bounce(struct qrcpt *r, const struct bounce_class *bc)
 	char src[64];
 
 	snprintf(src, sizeof(src), "bounce %s", r->msg->sm.id);
-	if (strcmp(bc->ses_type, "Permanent") == 0)
-		suppress_note_bounce(qrcpt_addr(r), true, bc->category, src);
-	else if (strcmp(bc->ses_type, "Undetermined") == 0 ||
-	    strcmp(bc->ses_subtype, "MailboxFull") == 0)
-		suppress_note_bounce(qrcpt_addr(r), false, bc->category, src);
+	suppress_note_failure(qrcpt_addr(r), bc->ses_type, bc->ses_subtype, bc->category, src);
 }
 
 void

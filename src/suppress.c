@@ -737,6 +737,19 @@ suppress_note_bounce(const char *address, bool permanent, const char *category,
 	store_write(soft_fn, soft_done, op);
 }
 
+int
+suppress_note_failure(const char *address, const char *ses_type, const char *ses_subtype,
+    const char *category, const char *source)
+{
+	if (strcmp(ses_type, "Permanent") == 0 && strcmp(ses_subtype, "NoEmail") == 0)
+		suppress_note_bounce(address, true, category, source);
+	else if (strcmp(ses_type, "Undetermined") == 0 || strcmp(ses_subtype, "MailboxFull") == 0)
+		suppress_note_bounce(address, false, category, source);
+	else
+		return 0;
+	return 1;
+}
+
 void
 suppress_note_delivery(const char *address)
 {
