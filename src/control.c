@@ -54,6 +54,7 @@
 #include "smtp_parse.h"
 #include "spool.h"
 #include "util.h"
+#include "warmup.h"
 #include "worker.h"
 
 #define CTL_MAX_RCPTS     10000            /* recipients per POST /v1/messages */
@@ -871,6 +872,13 @@ h_status(struct evhttp_request *req, char **params)
 	    "bounced", (json_int_t)atomic_load(&qstats.bounced),
 	    "expired", (json_int_t)atomic_load(&qstats.expired)));
 	reply_json(req, 200, o);
+}
+
+/* Warm-up counters are process-wide atomics: no worker needs asking. */
+static void
+h_warmup(struct evhttp_request *req, char **params)
+{
+	reply_json(req, 200, warmup_status_json());
 }
 
 static void
@@ -1790,6 +1798,7 @@ static const struct route {
 	{ "v1/messages/*",        EVHTTP_REQ_GET,    h_message },
 	{ "v1/messages/*",        EVHTTP_REQ_DELETE, h_message_delete },
 	{ "v1/reload",            EVHTTP_REQ_POST,   h_reload },
+	{ "v1/warmup",            EVHTTP_REQ_GET,    h_warmup },
 };
 
 static const char *
