@@ -23,4 +23,5 @@ run_custom() {  # run_custom NAME DKIM
 echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores; N=$N SIZE=$SIZE"
 run_custom sluiced 0
 run_custom sluiced-dkim 1
+SLUICED=$builddir/sluiced "$srcdir/tests/bench/sites-bench.sh" "$N" 1000 5 "$SIZE"   # scheduler cost: MX routing to 5 provider sites
 [ -n "$peers" ] && SYSTEMS="$peers" "$harness" "$N" "$SIZE"
