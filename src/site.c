@@ -59,6 +59,7 @@ struct lane_conn {
 };
 
 static void lane_pump(struct lane *l);
+static void fill_ai(struct attempt_info *ai, struct lane *l, struct smtp_conn *c);
 static void outbox_free(void);
 static void site_suspension_check(struct site *s, int64_t now);
 
@@ -355,7 +356,8 @@ site_provider(const struct site *s)
  * Warm-up: true while l's source has no room left today for the site's
  * provider. Its recipients go to another source of their pool with room
  * (one pick per message, so a message's recipients stay together); the
- * others wait for the next UTC day.
+ * others wait for the next UTC day. Waiting is not an attempt, so a
+ * recipient past its bounce-after expires here (as its next attempt would).
  */
 static bool
 lane_warmup_hold(struct lane *l)
@@ -364,7 +366,8 @@ lane_warmup_hold(struct lane *l)
 	const char *prov = site_provider(s);
 	const struct qmsg *last = NULL;
 	struct lane *to = NULL;
-	long moved = 0;
+	long moved = 0, expired = 0;
+	int64_t now = now_ms();
 
 	if (warmup_room(l->source, prov) > 0) {
 		l->warmup_held = false;
@@ -379,8 +382,21 @@ lane_warmup_hold(struct lane *l)
 				last = r->msg;
 				to = alt ? lane_get(s, alt) : NULL;
 			}
-			if (to == NULL)
+			if (to == NULL) {
+				if (now < r->msg->sm.created_ms + s->lim.bounce_after)
+					continue;
+				struct attempt_info ai;
+				struct smtp_reply rep;
+				fill_ai(&ai, l, NULL);
+				smtp_reply_set(&rep, 451, "4.7.0",
+				    "Source %s reached its warm-up cap for %s today", l->source,
+				    prov ? prov : "this destination");
+				flow_take(l, f, r);
+				l->transient++;
+				queue_outcome(r, &rep, &ai);
+				expired++;
 				continue;
+			}
 			flow_take(l, f, r);
 			lane_push(to, r);
 			lane_soon(to);
@@ -390,14 +406,13 @@ lane_warmup_hold(struct lane *l)
 			flow_free(l, f);
 	}
 	if (l->nready > 0) {
-		int64_t now = now_ms();
 		int64_t ms = warmup_next_midnight(now) - now + 100;
 		struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 		evtimer_add(l->warmup_timer, &tv);
 	}
-	if (!l->warmup_held || moved > 0)
-		log_info("event=warmup-held site=%s source=%s moved=%ld waiting=%ld", s->name,
-		    l->source, moved, l->nready);
+	if (!l->warmup_held || moved > 0 || expired > 0)
+		log_info("event=warmup-held site=%s source=%s moved=%ld expired=%ld waiting=%ld",
+		    s->name, l->source, moved, expired, l->nready);
 	l->warmup_held = true;
 	return true;
 }

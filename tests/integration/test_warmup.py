@@ -218,3 +218,22 @@ def test_count_survives_a_restart(sluiced, rx, dns_server, how):
     d.reload(conf(rx, day=3))
     rx.wait_for(5)
     assert by_source(rx) == {S1: 5}
+
+
+def test_waiting_mail_expires_at_bounce_after(sluiced, rx, dns_server):
+    zone(dns_server)
+    text = conf(rx, day=1).replace("provider gmail { mx *.gmail.test }",
+                                   "provider gmail { mx *.gmail.test bounce-after 2s }")
+    d = sluiced(text)
+    inject(d, 3)
+    rx.wait_for(2)
+    held(d, 1)
+    time.sleep(scaled(2.5))
+    # new mail wakes the lane: the old recipient is past bounce-after, the new one waits
+    inject(d, 1, tag="late")
+    ev = d.wait_event("expired", recipient="m2@g.test")[0]
+    assert ev["source"] == "s1" and ev["site"] == "gmail", ev
+    assert ev["status"] == "4.7.0", ev
+    assert "reached its warm-up cap for gmail" in ev["reply"], ev
+    wait_until(lambda: queued_at(d, "gmail") == 1, 10, what="the late recipient waiting")
+    assert by_source(rx) == {S1: 2}
