@@ -10,6 +10,11 @@
 # one sink instead (no DNS, one site): the baseline the MX run is compared
 # with. WARMUP=1 puts the one source in warm-up (caps far above N, so
 # nothing waits): the cost of counting every recipient against its cap.
+# PHASED=1 separates the two halves: one message per site first (so the
+# sites exist), every site suspended (sluicectl site NAME suspend), the N
+# messages injected and routed into the suspended sites' lanes, then all
+# sites resumed at once: the second line is delivery alone, from a
+# backlog, not bounded by the injector.
 #   sites-bench.sh [N] [DOMAINS] [PROVIDERS] [SIZE] [SESSIONS]
 #                                        (defaults 20000 1000 5 8192 10)
 #   SLUICED (default build/sluiced), ROUTE=mx|static, KEEP=1 keeps the run dir.
@@ -101,14 +106,39 @@ sunk() {
 	echo "$total"
 }
 
+ctl() { "$(dirname "$SLUICED")/sluicectl" -s "$dir/control.sock" "$@"; }
+wait_sunk() {
+	SECONDS=0
+	while [ "$(sunk)" -lt "$1" ]; do
+		sleep 0.05
+		[ "$SECONDS" -lt 300 ] || { echo "timeout waiting for the sinks ($(sunk) of $1)" >&2; return 1; }
+	done
+}
+base=0
+sitenames=()
+if [ "${PHASED:-0}" = 1 ]; then
+	"$PY" "$srcdir/tests/bench/inject-domains.py" "127.0.0.1:$MTA_PORT" "$nsinks" "$SIZE" 1 "$nsinks" >/dev/null
+	base=$nsinks
+	wait_sunk "$base"
+	mapfile -t sitenames < <(ctl --json sites | "$PY" -c 'import json,sys; [print(s["name"]) for s in json.load(sys.stdin)["sites"]]')
+	for s in "${sitenames[@]}"; do ctl site "$s" suspend >/dev/null; done
+fi
+
 c0=$(cpu)
 t0=$(date +%s.%N)
 inj=$("$PY" "$srcdir/tests/bench/inject-domains.py" "127.0.0.1:$MTA_PORT" "$N" "$SIZE" "$SESS" "$DOMAINS")
-SECONDS=0
-while [ "$(sunk)" -lt "$N" ]; do
-	sleep 0.05
-	[ "$SECONDS" -lt 300 ] || { echo "timeout waiting for the sinks ($(sunk) of $N)" >&2; break; }
-done
+if [ "${PHASED:-0}" = 1 ]; then
+	# every recipient routed into a lane (none left in the retry heaps or DNS)
+	SECONDS=0
+	until [ "$(ctl --json queue | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["by_state"]["ready"])')" -ge "$N" ]; do
+		sleep 0.05
+		[ "$SECONDS" -lt 300 ] || { echo "timeout waiting for the lanes" >&2; break; }
+	done
+	t2=$(date +%s.%N)
+	c2=$(cpu)
+	for s in "${sitenames[@]}"; do ctl site "$s" resume >/dev/null; done
+fi
+wait_sunk $((N + base)) || true
 t1=$(date +%s.%N)
 c1=$(cpu)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$spid/status")
@@ -116,7 +146,14 @@ delivered=$(grep -c '"type":"delivery"' "$dir/events.jsonl" || true)
 sites=$(grep '"type":"delivery"' "$dir/events.jsonl" | grep -o '"site":"[^"]*"' | sort -u | wc -l)
 awk -v n="$N" -v t0="$t0" -v t1="$t1" -v inj="$inj" -v c0="$c0" -v c1="$c1" -v tck="$tck" \
     -v rss="$rss" -v route="$ROUTE" -v warmup="${WARMUP:-0}" -v doms="$DOMAINS" -v sites="$sites" -v size="$SIZE" \
-    -v sunk="$(sunk)" -v dlv="$delivered" 'BEGIN {
+    -v sunk="$(($(sunk) - base))" -v dlv="$((delivered - base))" 'BEGIN {
 	wall = t1 - t0; cpu = (c1 - c0) / tck;
 	printf "route=%s warmup=%s messages=%d domains=%d sites=%d size=%d sink=%d delivered_events=%d inject=%.2fs end-to-end=%.2fs (%.0f msg/s) sluiced_cpu=%.2fs (%.3f ms/msg) peak_rss=%.0fMB\n",
 	    route, warmup, n, doms, sites, size, sunk, dlv, inj, wall, n / wall, cpu, cpu * 1000 / n, rss / 1024 }'
+if [ "${PHASED:-0}" = 1 ]; then
+	awk -v n="$N" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v c0="$c0" -v c1="$c1" -v c2="$c2" \
+	    -v tck="$tck" -v sites="${#sitenames[@]}" 'BEGIN {
+		printf "  phases: inject+route %.2fs sluiced_cpu=%.2fs (%.3f ms/msg); delivery from %d suspended sites %.2fs (%.0f msg/s) sluiced_cpu=%.2fs (%.3f ms/msg)\n",
+		    t2 - t0, (c2 - c0) / tck, (c2 - c0) / tck * 1000 / n, sites, t1 - t2, n / (t1 - t2),
+		    (c1 - c2) / tck, (c1 - c2) / tck * 1000 / n }'
+fi
