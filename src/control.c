@@ -575,6 +575,9 @@ site_json(struct site *s, bool full, int64_t oldest)
 		    l->backoff_reason ? json_text(l->backoff_reason) : json_null());
 		json_object_set_new(lj, "backoff_rule_line", json_integer(l->backoff_line));
 		json_object_set_new(lj, "backoff_ok_left", json_integer(l->backoff_ok_left));
+		/* warm-up: the source has used today's cap for this site's provider */
+		json_object_set_new(lj, "warmup_cap_reached", json_boolean(warmup_active() &&
+		    warmup_room(l->source, s->prov ? s->prov->name : NULL) <= 0));
 		json_array_append_new(lanes, lj);
 	}
 	json_object_set_new(o, "lanes", lanes);

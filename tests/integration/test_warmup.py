@@ -122,6 +122,10 @@ def test_cap_lets_exactly_n_through_and_holds_the_rest(sluiced, rx, dns_server):
     assert cap_of(s, "*") == {"provider": "*", "cap": 100, "count": 2, "reached": False}
     _, s2 = warmup(d, "s2")
     assert s2["schedule"] is None and s2["complete"] is True
+    code, site = d.api("GET", "/v1/sites/gmail")
+    assert code == 200, site
+    assert [(ln["source"], ln["ready"], ln["warmup_cap_reached"]) for ln in site["lanes"]] == \
+        [("s1", 4, True)]
 
     out = d.ctl("warmup")
     assert re.search(r"^s1\s+127\.0\.0\.2\s+t\s+2/3\s+%s \(config\)\s+gmail\s+3\s+3\s+cap reached$"
