@@ -34,6 +34,7 @@
 #include "smtp_server.h"
 #include "spool.h"
 #include "store.h"
+#include "warmup.h"
 #include "util.h"
 #include "worker.h"
 
@@ -366,6 +367,7 @@ main(int argc, char **argv)
 	smtp_server_free();
 	queue_shutdown();
 	store_close();
+	warmup_shutdown();
 	if (conf->pidfile)
 		unlink(conf->pidfile);
 	log_info("event=stopped");

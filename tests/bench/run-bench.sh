@@ -6,6 +6,7 @@
 #   N_BIG SIZE_BIG   the large-message row (default 5000 102400, DKIM-signed)
 #   SCALE=0   skip the big-queue rows (tests/bench/scale-bench.sh);
 #   SCALE_1M=0 skip only the 1,000,000 x 1 row (the longest: ~10 min, 1M spool files)
+#   SUPPRESS  0 skips the suppression-list scenario (suppress-bench.sh), run last
 # Results: one line per system on stdout, TSV and logs under /tmp/peerbench/results.
 set -euo pipefail
 srcdir=${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -23,15 +24,16 @@ N_BIG=${N_BIG:-5000}
 SIZE_BIG=${SIZE_BIG:-102400}
 export SLUICECTL=$builddir/sluicectl
 
-run_custom() {  # run_custom NAME DKIM [N SIZE]
-	CUSTOM_NAME=$1 CUSTOM_DKIM=$2 BENCH_DKIM=$2 SYSTEMS=custom \
-	    CUSTOM_START="$start" "$harness" "${3:-$N}" "${4:-$SIZE}"
+run_custom() {  # run_custom NAME DKIM [VERP [N SIZE]]
+	CUSTOM_NAME=$1 CUSTOM_DKIM=$2 BENCH_DKIM=$2 BENCH_VERP=${3:-0} SYSTEMS=custom \
+	    CUSTOM_START="$start" "$harness" "${4:-$N}" "${5:-$SIZE}"
 }
 echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores; N=$N SIZE=$SIZE"
 run_custom sluiced 0
 run_custom sluiced-dkim 1
-run_custom sluiced-dkim-100k 1 "$N_BIG" "$SIZE_BIG"
-# (DNS scenario: 1,000 domains over 5 sites through the resolver)
+run_custom sluiced-dkim-100k 1 0 "$N_BIG" "$SIZE_BIG"
+run_custom sluiced-verp 0 1
+SLUICED=$builddir/sluiced "$srcdir/tests/bench/sites-bench.sh" "$N" 1000 5 "$SIZE"   # scheduler cost: MX routing to 5 provider sites
 if [ "${SCALE:-1}" = 1 ]; then
 	# 1,000,000 queued recipients, delivery held: RSS, `sluicectl queue`, restart
 	"$srcdir/tests/bench/scale-bench.sh" 10000 100 8192
@@ -40,3 +42,6 @@ if [ "${SCALE:-1}" = 1 ]; then
 	fi
 fi
 [ -n "$peers" ] && SYSTEMS="$peers" "$harness" "$N" "$SIZE"
+if [ "${SUPPRESS:-1}" != 0 ]; then
+	N=${SUPPRESS_N:-1000000} srcdir="$srcdir" builddir="$builddir" "$srcdir/tests/bench/suppress-bench.sh"
+fi
