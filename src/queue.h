@@ -26,7 +26,9 @@ struct site_limits;
  * then its qrcpts (one per recipient), then the envelope's arrays and
  * strings (sm.rcpts, sm.meta, addresses, path ...). Its members must not be
  * freed or replaced one by one after queue_add; scalars (a recipient's
- * state, attempts, next_ms) change in place under lock.
+ * state, attempts, next_ms) change in place under lock. A qrcpt is never
+ * freed on its own: letting go of one is qmsg_unref(r->msg) (or
+ * queue_forget / queue_drop / queue_outcome, which do it).
  */
 struct qmsg {
 	struct spool_msg sm;           /* envelope, recipients' stored state */

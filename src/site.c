@@ -203,10 +203,8 @@ lane_free(struct lane *l)
 {
 	struct qrcpt *r;
 
-	while ((r = lane_pop_any(l)) != NULL) {
-		qmsg_unref(r->msg);
-		free(r);
-	}
+	while ((r = lane_pop_any(l)) != NULL)
+		qmsg_unref(r->msg);     /* r is part of its message's block */
 	if (l->timer)
 		event_free(l->timer);
 	if (l->backoff_timer)
