@@ -141,6 +141,8 @@ key_need(const char *k)
 static struct qmsg *
 qmsg_pack(struct qmsg *old)
 {
+	if (old->packed)
+		return old;
 	const struct spool_msg *o = &old->sm;
 	size_t n = (size_t)o->nrcpt, nm = (size_t)o->nmeta;
 	size_t sz = sizeof(struct qmsg) + n * sizeof(struct qrcpt) +
@@ -509,6 +511,10 @@ load_one(const char *path, void *arg)
 		return;
 	}
 	m->path = xstrdup(path);
+	/* packed here, so the loose copy is freed before the next file is
+	 * read: the scan outruns the workers, and a million loose envelopes
+	 * waiting in their mailboxes would be the process's peak */
+	m = qmsg_pack(m);
 	worker_post(workers[ls->next++ % nworkers], (worker_fn)queue_add, m);
 	ls->loaded++;
 }
