@@ -147,6 +147,13 @@ struct config {
 	char *backoff_rules;           /* throttling reply rules file; NULL = built-in */
 	int backoff_rules_line;
 	struct backoff_rules *backoff; /* loaded rules (backoff.h) */
+	/* list hygiene of marketing campaigns (hygiene.h) */
+	int64_t sunset_after;          /* ms without engagement; 0 = no sunset */
+	int sunset_min_sends, sunset_reengage;
+	int bounce_risk_soft;          /* soft bounces that make a bounce risk; 0 = off */
+	int64_t bounce_risk_no_mx;     /* how long a domain without MX is skipped; 0 = off */
+	bool skip_role_addresses;
+	int64_t trap_suspect_age;
 
 	struct listener_conf *listeners; int nlisteners;
 	struct source_conf *sources;     int nsources;

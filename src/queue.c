@@ -24,6 +24,7 @@
 #include "bounce.h"
 #include "conf.h"
 #include "dns.h"
+#include "hygiene.h"
 #include "log.h"
 #include "queue.h"
 #include "site.h"
@@ -513,6 +514,9 @@ route_failed(struct route_ctx *rc, const struct dns_result *res)
 	struct smtp_reply rep;
 	struct attempt_info ai = { .site = rc->domain, .lim = &rc->lim };
 
+	/* marketing campaigns skip such a domain for a while (hygiene.h) */
+	if (res->status == DNS_NXDOMAIN || res->status == DNS_NULLMX || res->status == DNS_NOHOST)
+		hygiene_note_no_mx(rc->domain, now_ms());
 	switch (res->status) {
 	case DNS_NXDOMAIN:
 		smtp_reply_set(&rep, 550, "5.1.2", "Domain %s does not exist", rc->domain);

@@ -43,7 +43,7 @@ static const char *const db_names[STORE_NDB] = {
 	[DB_SOFTBOUNCE] = "soft-bounce",
 	[DB_CVARIANT] = "campaign-variant",
 	[DB_SUNSET] = "sunset",
-	[DB_TRAPDOM] = "trap-domain",
+	[DB_DOMHEALTH] = "domain-health",
 };
 
 struct wop {

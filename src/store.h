@@ -37,7 +37,7 @@ enum store_db {
 	DB_SOFTBOUNCE,  /* address -> consecutive soft bounces */
 	DB_CVARIANT,    /* campaign \0 address -> variant sent (bandit.h) */
 	DB_SUNSET,      /* address -> sunset state: since, re-engagement sends (hygiene.h) */
-	DB_TRAPDOM,     /* domain -> spam-trap hits (hygiene.h) */
+	DB_DOMHEALTH,   /* domain -> spam-trap hits, last time without MX (hygiene.h) */
 	STORE_NDB
 };
 

@@ -4,10 +4,18 @@
 #   SYSTEMS   what to run (default: loopback, sluiced unsigned and DKIM, postfix, postfix-dkim, haraka, haraka-dkim)
 #   N SIZE    messages and body size (default 20000 8192)
 # Results: one line per system on stdout, TSV and logs under /tmp/peerbench/results.
+# First, the bandit simulation (tests/bench/bandit-sim.c; BANDIT_SIM_ARGS passes options).
 set -euo pipefail
 srcdir=${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 builddir=${builddir:-$srcdir/build}
 harness=${BENCH_HARNESS:-$srcdir/../shared/bench/run.sh}
+
+# Variant choice (Thompson sampling): a simulation, no daemon, no root.
+#   BENCH=bandit runs only this part.
+"$builddir/tests/bench/bandit-sim" ${BANDIT_SIM_ARGS:-}
+[ "${BENCH:-}" = bandit ] && exit 0
+echo
+
 [ -x "$harness" ] || { echo "bench: harness not found at $harness (set BENCH_HARNESS)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (the harness uses cgroups)" >&2; exit 1; }
 N=${N:-20000}

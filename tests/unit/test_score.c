@@ -8,9 +8,15 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "hygiene.h"
+#include "log.h"
 #include "score.h"
+#include "store.h"
 
 #define DAY SCORE_DAY_MS
 static const int64_t NOW = 1800000000000LL;    /* 2027-01-15 */
@@ -221,9 +227,148 @@ test_role_and_trap(void **state)
 	assert_false(score_trap_suspect(&r, NOW, 365 * DAY, 1));   /* a person opened */
 }
 
+/* ---- hygiene: the rules with the store behind them ---- */
+
+static char dir[256];
+
+static int
+setup_store(void **state)
+{
+	(void)state;
+	char err[256];
+
+	snprintf(dir, sizeof(dir), "/tmp/sluice-test-score.%ld/store", (long)getpid());
+	assert_int_equal(store_open(dir, 64 << 20, err, sizeof(err)), 0);
+	return 0;
+}
+
+static int
+teardown_store(void **state)
+{
+	(void)state;
+	char cmd[300];
+
+	store_close();
+	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/sluice-test-score.%ld", (long)getpid());
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static const struct hygiene_conf HC = {
+	.sunset = { true, 120 * DAY, 5, 3 },
+	.bounce_risk_soft = 3,
+	.bounce_risk_no_mx = 3 * DAY,
+	.skip_role = true,
+	.trap_age = 365 * DAY,
+};
+
+static void
+test_hygiene_sunset_episodes(void **state)
+{
+	(void)state;
+	struct engage_rec r;
+	struct hygiene_verdict v;
+
+	memset(&r, 0, sizeof(r));
+	r.first_seen = NOW - 400 * DAY;
+	r.sends = 10;
+	r.last_open = NOW - 150 * DAY;
+
+	/* three re-engagement sends, counted in the store, then skipped */
+	for (uint32_t i = 1; i <= 3; i++) {
+		hygiene_check("Lapsed@Example.com", &r, false, &HC, NOW, true, &v);
+		assert_int_equal(v.skip, HYG_SEND);
+		assert_int_equal(v.sunset, SUNSET_REENGAGE);
+		assert_int_equal(v.reengage_sent, i);
+		store_flush();
+	}
+	/* the key folds the domain case */
+	hygiene_check("Lapsed@EXAMPLE.COM", &r, false, &HC, NOW, true, &v);
+	assert_int_equal(v.skip, HYG_SUNSET);
+	assert_string_equal(hygiene_skip_name(v.skip), "sunset");
+	assert_non_null(strstr(v.detail, "150 days"));
+	/* peeking records nothing; transactional mail is never skipped */
+	hygiene_check("Lapsed@example.com", &r, true, &HC, NOW, true, &v);
+	assert_int_equal(v.skip, HYG_SEND);
+
+	/* it engages again, lapses again: a new episode, three new sends */
+	r.last_open = NOW - 10 * DAY;
+	hygiene_check("Lapsed@example.com", &r, false, &HC, NOW, true, &v);
+	assert_int_equal(v.sunset, SUNSET_ACTIVE);
+	int64_t later = NOW + 125 * DAY;
+	r.sends += 5;
+	hygiene_check("Lapsed@example.com", &r, false, &HC, later, true, &v);
+	assert_int_equal(v.skip, HYG_SEND);
+	assert_int_equal(v.sunset, SUNSET_REENGAGE);
+	assert_int_equal(v.reengage_sent, 1);
+
+	/* peek (record false) does not use up a send */
+	store_flush();
+	hygiene_check("Lapsed@example.com", &r, false, &HC, later, false, &v);
+	hygiene_check("Lapsed@example.com", &r, false, &HC, later, false, &v);
+	store_flush();
+	hygiene_check("Lapsed@example.com", &r, false, &HC, later, false, &v);
+	assert_int_equal(v.reengage_sent, 2);
+}
+
+static void
+test_hygiene_bounce_role_trap(void **state)
+{
+	(void)state;
+	struct engage_rec r;
+	struct hygiene_verdict v;
+	struct domain_health dh;
+
+	memset(&r, 0, sizeof(r));
+	r.first_seen = NOW - 10 * DAY;
+	r.sends = 4;
+	r.soft_bounces = 3;
+	r.last_bounce = NOW - DAY;
+	hygiene_check("full@example.org", &r, false, &HC, NOW, true, &v);
+	assert_int_equal(v.skip, HYG_BOUNCE_RISK);
+	assert_string_equal(hygiene_skip_name(v.skip), "bounce-risk");
+	hygiene_check("full@example.org", &r, true, &HC, NOW, true, &v);
+	assert_int_equal(v.skip, HYG_SEND);
+
+	/* a domain seen without MX: skipped for bounce-risk-no-mx */
+	memset(&r, 0, sizeof(r));
+	hygiene_note_no_mx("Gone.Example", NOW - DAY);
+	store_flush();
+	assert_int_equal(hygiene_domain_get("gone.example", &dh), 1);
+	assert_true(dh.no_mx == NOW - DAY);
+	hygiene_check("a@gone.example", &r, false, &HC, NOW, true, &v);
+	assert_int_equal(v.skip, HYG_BOUNCE_RISK);
+	assert_non_null(strstr(v.detail, "no MX"));
+	hygiene_check("a@gone.example", &r, false, &HC, NOW + 3 * DAY, true, &v);
+	assert_int_equal(v.skip, HYG_SEND);
+
+	/* role addresses, when configured */
+	hygiene_check("postmaster@example.org", &r, false, &HC, NOW, true, &v);
+	assert_int_equal(v.skip, HYG_ROLE);
+	struct hygiene_conf keep = HC;
+	keep.skip_role = false;
+	hygiene_check("postmaster@example.org", &r, false, &keep, NOW, true, &v);
+	assert_int_equal(v.skip, HYG_SEND);
+	assert_string_equal(v.role, "postmaster");
+
+	/* spam-trap suspicion: flagged, never skipped */
+	r.sends = 20;
+	r.first_seen = NOW - 500 * DAY;
+	hygiene_check("old@traps.example", &r, false, &keep, NOW, true, &v);
+	assert_false(v.trap_suspect);
+	hygiene_note_trap("known-trap@Traps.Example", NOW - DAY);
+	hygiene_note_trap("other-trap@traps.example", NOW);
+	store_flush();
+	hygiene_check("old@traps.example", &r, false, &keep, NOW, true, &v);
+	assert_true(v.trap_suspect);
+	assert_int_equal(v.dom.trap_hits, 2);
+	assert_int_equal(v.skip, HYG_SEND);
+}
+
 int
 main(void)
 {
+	log_open("/dev/null", LOG_ERR);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_score_new_recipient),
 		cmocka_unit_test(test_score_engaged),
@@ -231,6 +376,8 @@ main(void)
 		cmocka_unit_test(test_sunset_rule),
 		cmocka_unit_test(test_bounce_risk),
 		cmocka_unit_test(test_role_and_trap),
+		cmocka_unit_test_setup_teardown(test_hygiene_sunset_episodes, setup_store, teardown_store),
+		cmocka_unit_test_setup_teardown(test_hygiene_bounce_role_trap, setup_store, teardown_store),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
