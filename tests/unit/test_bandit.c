@@ -23,6 +23,7 @@
 #include "bandit.h"
 #include "log.h"
 #include "store.h"
+#include "variant.h"
 
 /* mean and variance of n draws, plus the standard error of each */
 struct moments {
@@ -514,6 +515,105 @@ test_winner_declared_and_kept(void **state)
 	assert_int_equal(why, BANDIT_WINNER);
 }
 
+/* ---- the variant spec of a campaign ---- */
+
+static int
+parse_spec(const char *text, bool own, struct variant_spec *vs, char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *j = json_loads(text, 0, &je);
+	int rc;
+
+	assert_non_null(j);
+	rc = variant_spec_parse(j, own, vs, err, errlen);
+	json_decref(j);
+	return rc;
+}
+
+static void
+test_variant_spec(void **state)
+{
+	(void)state;
+	struct variant_spec vs;
+	char err[512];
+	const struct variant_group *g;
+
+	assert_int_equal(parse_spec("{\"variants\": ["
+	    "{\"segment\": \"young\", \"variants\": [{\"id\": \"A\", \"subject\": \"Hi\"},"
+	    " {\"id\": \"B\", \"html\": \"<p>x</p>\", \"text\": \"x\"}]},"
+	    "{\"segment\": \"*\", \"variants\": [{\"id\": \"D\", \"subject\": \"Hello\"}]}],"
+	    "\"reward\": \"click\", \"explore_until\": 50, \"winner_after\": 0.95}",
+	    false, &vs, err, sizeof(err)), 0);
+	assert_int_equal(vs.ngroups, 2);
+	assert_int_equal(vs.policy.reward, BANDIT_CLICK);
+	assert_int_equal(vs.policy.explore_until, 50);
+	assert_true(vs.policy.winner_after == 0.95);
+	g = variant_group_for(&vs, "young");
+	assert_string_equal(g->segment, "young");
+	assert_int_equal(g->n, 2);
+	assert_string_equal(g->ids[1], "B");
+	assert_null(g->v[0].html);
+	assert_string_equal(g->v[0].subject, "Hi");
+	assert_string_equal(variant_group_for(&vs, "old")->segment, "*");
+	assert_string_equal(variant_group_for(&vs, NULL)->segment, "*");
+	variant_spec_free(&vs);
+
+	/* no variants: nothing to do */
+	assert_int_equal(parse_spec("{\"subject\": \"x\"}", true, &vs, err, sizeof(err)), 0);
+	assert_int_equal(vs.ngroups, 0);
+	assert_null(variant_group_for(&vs, "young"));
+
+	/* without a "*" group the campaign's own content is the default */
+	assert_int_equal(parse_spec("{\"variants\": [{\"segment\": \"s\", \"variants\": "
+	    "[{\"id\": \"A\", \"text\": \"t\"}]}]}", true, &vs, err, sizeof(err)), 0);
+	assert_null(variant_group_for(&vs, "other"));
+	variant_spec_free(&vs);
+
+	static const struct {
+		const char *json, *err;
+	} bad[] = {
+		{ "{\"variants\": [{\"segment\": \"s\", \"variants\": [{\"id\": \"A\", "
+		  "\"text\": \"t\"}]}]}", "need content" },
+		{ "{\"variants\": [{\"segment\": \"*\", \"variants\": [{\"id\": \"A\", "
+		  "\"text\": \"t\"}, {\"id\": \"A\", \"text\": \"u\"}]}]}", "appears twice" },
+		{ "{\"variants\": [{\"segment\": \"*\", \"variants\": [{\"id\": \"A\"}]}]}",
+		  "no subject, html or text" },
+		{ "{\"variants\": [{\"segment\": \"*\", \"variants\": []}]}", "1 to 20" },
+		{ "{\"variants\": [{\"segment\": \"a/b\", \"variants\": [{\"id\": \"A\", "
+		  "\"text\": \"t\"}]}]}", "segment name" },
+		{ "{\"variants\": [{\"segment\": \"*\", \"variants\": [{\"id\": \"A B\", "
+		  "\"text\": \"t\"}]}]}", ".id must be" },
+		{ "{\"variants\": [{\"segment\": \"*\", \"variants\": [{\"id\": \"A\", "
+		  "\"text\": \"t\", \"colour\": 1}]}]}", "unknown member \"colour\"" },
+		{ "{\"variants\": [{\"segment\": \"x\", \"variants\": [{\"id\": \"A\", "
+		  "\"text\": \"t\"}]}, {\"segment\": \"x\", \"variants\": [{\"id\": \"A\", "
+		  "\"text\": \"t\"}]}]}", "segment \"x\" appears twice" },
+		{ "{\"variants\": [{\"segment\": \"*\", \"variants\": [{\"id\": \"A\", "
+		  "\"text\": \"t\"}]}], \"reward\": \"conversion\"}", "\"reward\"" },
+		{ "{\"variants\": [{\"segment\": \"*\", \"variants\": [{\"id\": \"A\", "
+		  "\"text\": \"t\"}]}], \"winner_after\": 1.0}", "winner_after" },
+		{ "{\"variants\": [{\"segment\": \"*\", \"variants\": [{\"id\": \"A\", "
+		  "\"text\": \"t\"}]}], \"explore_until\": -1}", "explore_until" },
+		{ "{\"explore_until\": 5}", "need \"variants\"" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(parse_spec(bad[i].json, false, &vs, err, sizeof(err)), -1);
+		if (strstr(err, bad[i].err) == NULL)
+			fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, bad[i].err);
+	}
+
+	/* 21 variants in a group: too many */
+	char big[4096];
+	size_t off = (size_t)snprintf(big, sizeof(big), "{\"variants\": [{\"segment\": \"*\", \"variants\": [");
+	for (int i = 0; i < 21; i++)
+		off += (size_t)snprintf(big + off, sizeof(big) - off, "%s{\"id\": \"v%d\", \"text\": \"t\"}",
+		    i ? "," : "", i);
+	snprintf(big + off, sizeof(big) - off, "]}]}");
+	assert_int_equal(parse_spec(big, true, &vs, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "1 to 20"));
+}
+
 int
 main(void)
 {
@@ -528,6 +628,7 @@ main(void)
 		cmocka_unit_test(test_choose_single_winner_explore),
 		cmocka_unit_test(test_thompson_probability_matching),
 		cmocka_unit_test(test_winner_rule),
+		cmocka_unit_test(test_variant_spec),
 		cmocka_unit_test_setup_teardown(test_counts_persist, setup_store, teardown_store),
 		cmocka_unit_test_setup_teardown(test_winner_declared_and_kept, setup_store,
 		    teardown_store),
