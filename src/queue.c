@@ -656,6 +656,11 @@ outcome_event(const char *type, struct qrcpt *r, const struct smtp_reply *rep,
 	jb_str(&j, "sender", m->sm.sender);
 	jb_str(&j, "recipient", qrcpt_addr(r));
 	jb_str(&j, "campaign", m->sm.campaign);
+	/* a campaign message's segment, variant and list-health flag (campaign.c) */
+	jb_str(&j, "segment", meta(m, "segment"));
+	jb_str(&j, "variant", meta(m, "variant"));
+	if (meta(m, "trap_suspect") != NULL)
+		jb_bool(&j, "trap_suspect", true);
 	jb_str(&j, "pool", m->sm.pool);
 	jb_str(&j, "source", ai->source);
 	jb_str(&j, "source_ip", ai->source_addr);
