@@ -136,6 +136,8 @@ static const struct directive table[] = {
 	  "DIR", "LMDB environment of the intelligence store (suppression, warm-up counters, engagement, campaigns)." },
 	{ "store-map-size", CX_GLOBAL, T_SIZE, 1, G(store_map_size), "64G", 16777216, 0, NULL, -1, NULL,
 	  "SIZE", "Largest size the store may grow to (address space, not disk: the file grows as data is written)." },
+	{ "engagement-half-life", CX_GLOBAL, T_DURATION, 1, G(engage_half_life), "30d", 3600000, 0, NULL, -1, NULL,
+	  "DURATION", "Half-life of the engagement histograms (opens and clicks per hour of the week): an event this old counts half, three half-lives old an eighth." },
 	{ "workers", CX_GLOBAL, T_WORKERS, 1, G(workers), "auto", 0, 64, NULL, -1, NULL,
 	  "auto|N", "Event-loop threads; auto = number of cores." },
 	{ "spool-threads", CX_GLOBAL, T_INT, 1, G(spool_threads), "4", 1, 64, NULL, -1, NULL,

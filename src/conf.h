@@ -133,6 +133,7 @@ struct config {
 	char *control_socket;
 	char *log, *accounting, *store;
 	uint64_t store_map_size;
+	int64_t engage_half_life;      /* engagement-half-life, ms */
 	int log_level;
 	int workers;                   /* 0 = auto */
 	int spool_threads;

@@ -22,8 +22,10 @@
 #include <event2/event.h>
 
 #include "bounce.h"
+#include "campaign.h"
 #include "conf.h"
 #include "dns.h"
+#include "engage.h"
 #include "hygiene.h"
 #include "log.h"
 #include "queue.h"
@@ -408,6 +410,7 @@ load_one(const char *path, void *arg)
 		return;
 	}
 	m->path = xstrdup(path);
+	campaign_note_spooled(&m->sm);
 	worker_post(workers[ls->next++ % nworkers], (worker_fn)queue_add, m);
 	ls->loaded++;
 }
@@ -671,6 +674,7 @@ outcome_event(const char *type, struct qrcpt *r, const struct smtp_reply *rep,
 	jb_int(&j, "code", rep->code);
 	if (rep->enh[0])
 		jb_str(&j, "status", rep->enh);
+	jb_str(&j, "scheduled_at", meta(m, "scheduled_at"));
 	if (strcmp(type, "delivery") != 0) {
 		struct bounce_class bc;
 		if (strcmp(type, "expired") == 0)
@@ -709,6 +713,8 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 		log_info("event=delivered id=%s rcpt=%s site=%s mx=%s attempt=%d", m->sm.id,
 		    qrcpt_addr(r), ai->site ? ai->site : "-", ai->mx ? ai->mx : "-", attempt);
 		atomic_fetch_add(&qstats.delivered, 1);
+		engage_note(qrcpt_addr(r), EV_SEND, now, m->sm.campaign);
+		campaign_note_outcome(&m->sm, (int)r->idx, RS_DELIVERED);
 		finish(r, RS_DELIVERED);
 		return;
 	}
@@ -719,6 +725,8 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 		atomic_fetch_add(&qstats.bounced, 1);
 		if (!m->deleted)
 			dsn_queue_failure(m, (int)r->idx, rep, ai, false);
+		engage_note(qrcpt_addr(r), EV_BOUNCE, now, m->sm.campaign);
+		campaign_note_outcome(&m->sm, (int)r->idx, RS_BOUNCED);
 		finish(r, RS_BOUNCED);
 		return;
 	}
@@ -739,6 +747,7 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 		log_info("event=expired id=%s rcpt=%s attempts=%d", m->sm.id, qrcpt_addr(r), attempt);
 		atomic_fetch_add(&qstats.expired, 1);
 		dsn_queue_failure(m, (int)r->idx, rep, ai, true);
+		campaign_note_outcome(&m->sm, (int)r->idx, RS_EXPIRED);
 		finish(r, RS_EXPIRED);
 		return;
 	}

@@ -33,6 +33,7 @@
 #include "smtp_client.h"
 #include "smtp_server.h"
 #include "spool.h"
+#include "campaign.h"
 #include "store.h"
 #include "util.h"
 #include "worker.h"
@@ -345,6 +346,7 @@ main(int argc, char **argv)
 	/* the spool is scanned before anything new can arrive, so nothing is
 	 * queued twice; the listeners' backlogs hold clients meanwhile */
 	queue_load_spool(c->spool);
+	campaign_start();
 	control_reload_fn = reload_from_control;
 	if (control_start(c, err, sizeof(err)) < 0)
 		fatal("event=fatal msg=\"control socket\" err=\"%s\"", err);
