@@ -12,7 +12,8 @@
  * be removed whole before anything of it was sent.
  *
  * The seam for variants and list hygiene: camp_content() decides what one
- * recipient gets at send time, camp_skip() whether it is sent at all.
+ * recipient gets at send time (a variant chosen by Thompson sampling,
+ * bandit.h), camp_skip() whether it is sent at all (hygiene.h).
  */
 #include "config.h"
 
@@ -33,8 +34,10 @@
 
 #include "campaign.h"
 #include "conf.h"
+#include "bandit.h"
 #include "ctl_stream.h"
 #include "engage.h"
+#include "hygiene.h"
 #include "inject.h"
 #include "log.h"
 #include "mime.h"
@@ -43,6 +46,7 @@
 #include "spool.h"
 #include "store.h"
 #include "util.h"
+#include "variant.h"
 #include "worker.h"
 
 #define HDR_VERSION 1
@@ -266,7 +270,13 @@ struct camp_def {
 	struct tpl **hval;
 	json_t *json;                  /* as stored */
 	struct camp_def *next;         /* scheduler's cache */
+	/* variants and list hygiene (bandit.h, variant.h, hygiene.h) */
+	bool transactional;
+	struct variant_spec vs;
+	struct tpl **vtpl;             /* VTPL(g, i, k): subject, text, html; NULL = the campaign's */
+	struct sunset_override sunset;
 };
+#define VTPL(d, g, i, k) ((d)->vtpl[((size_t)(g) * BANDIT_MAX_ARMS + (size_t)(i)) * 3 + (k)])
 
 static void
 def_free(struct camp_def *d)
@@ -284,8 +294,56 @@ def_free(struct camp_def *d)
 	}
 	free(d->hname);
 	free(d->hval);
+	if (d->vtpl != NULL)
+		for (size_t i = 0; i < (size_t)d->vs.ngroups * BANDIT_MAX_ARMS * 3; i++)
+			tpl_free(d->vtpl[i]);
+	free(d->vtpl);
+	variant_spec_free(&d->vs);
 	json_decref(d->json);
 	free(d);
+}
+
+/*
+ * The variants, type and sunset of a definition; each variant's texts are
+ * templates like the campaign's. A campaign without text or html of its
+ * own needs a "*" group whose variants, like every other, bring one.
+ */
+static void
+def_variants(struct camp_def *d, json_t *o, char *err, size_t errlen)
+{
+	static const char *const parts[3] = { "subject", "text", "html" };
+	const char *type = json_string_value(json_object_get(o, "type"));
+	bool own = json_object_get(o, "text") != NULL || json_object_get(o, "html") != NULL;
+
+	d->transactional = type != NULL && strcmp(type, "transactional") == 0;
+	if (hygiene_sunset_parse(json_object_get(o, "sunset"), &d->sunset, err, errlen) < 0 ||
+	    variant_spec_parse(o, own, &d->vs, err, errlen) < 0)
+		return;
+	if (d->vs.ngroups == 0)
+		return;
+	d->vtpl = xcalloc((size_t)d->vs.ngroups * BANDIT_MAX_ARMS * 3, sizeof(*d->vtpl));
+	for (int g = 0; g < d->vs.ngroups; g++)
+		for (int i = 0; i < d->vs.groups[g].n; i++) {
+			const struct variant *v = &d->vs.groups[g].v[i];
+			const char *src[3] = { v->subject, v->text, v->html };
+
+			if (!own && v->text == NULL && v->html == NULL) {
+				snprintf(err, errlen, "variant \"%s\" of segment \"%s\" has no text or html, "
+				    "and the campaign has none of its own", v->id, d->vs.groups[g].segment);
+				return;
+			}
+			for (int k = 0; k < 3; k++) {
+				char e[200];
+
+				if (src[k] == NULL)
+					continue;
+				if ((VTPL(d, g, i, k) = tpl_compile(src[k], e, sizeof(e))) == NULL) {
+					snprintf(err, errlen, "variant \"%s\" of segment \"%s\", \"%s\": %s", v->id,
+					    d->vs.groups[g].segment, parts[k], e);
+					return;
+				}
+			}
+		}
 }
 
 static bool
@@ -347,6 +405,8 @@ def_from_json(const char *id, json_t *o, char *err, size_t errlen)
 			}
 		}
 	}
+	if (err[0] == '\0')
+		def_variants(d, o, err, errlen);
 	if (err[0] != '\0') {
 		def_free(d);
 		return NULL;
@@ -366,6 +426,10 @@ def_missing(const struct camp_def *d, json_t *vars)
 	for (int i = 0; i < d->nhdr; i++)
 		if ((m = tpl_missing(d->hval[i], vars)))
 			return m;
+	if (d->vtpl != NULL)
+		for (size_t i = 0; i < (size_t)d->vs.ngroups * BANDIT_MAX_ARMS * 3; i++)
+			if (d->vtpl[i] != NULL && (m = tpl_missing(d->vtpl[i], vars)))
+				return m;
 	return NULL;
 }
 
@@ -864,7 +928,8 @@ static void
 campaign_line(struct nd_load *l, json_t *o)
 {
 	static const char *const known[] = { "id", "from", "subject", "text", "html", "headers",
-	    "pool", "priority", "start_at", "max_delay", "sto", "type", "dry_run" };
+	    "pool", "priority", "start_at", "max_delay", "sto", "type", "dry_run",
+	    "variants", "reward", "explore_until", "winner_after", "sunset" };
 	const char *k, *id, *from, *type;
 	json_t *v, *def;
 	int64_t now = now_ms(), start, max_delay = 0;
@@ -893,9 +958,23 @@ campaign_line(struct nd_load *l, json_t *o)
 		fail(l, 400, "invalid_address", "\"from\" must be the sender's address");
 		return;
 	}
-	if (json_object_get(o, "text") == NULL && json_object_get(o, "html") == NULL) {
+	if (json_object_get(o, "text") == NULL && json_object_get(o, "html") == NULL &&
+	    json_object_get(o, "variants") == NULL) {
 		fail(l, 400, "bad_request", "a campaign needs \"text\" and/or \"html\"");
 		return;
+	}
+	{
+		/* variants and sunset: checked here to answer bad_request, compiled below */
+		struct variant_spec vs;
+		struct sunset_override so;
+		bool own = json_object_get(o, "text") != NULL || json_object_get(o, "html") != NULL;
+
+		if (hygiene_sunset_parse(json_object_get(o, "sunset"), &so, err, sizeof(err)) < 0 ||
+		    variant_spec_parse(o, own, &vs, err, sizeof(err)) < 0) {
+			fail(l, 400, "bad_request", "%s", err);
+			return;
+		}
+		variant_spec_free(&vs);
 	}
 	static const char *const strs[] = { "subject", "text", "html", "pool", "type" };
 	for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
@@ -1281,7 +1360,7 @@ event_line(struct nd_load *l, json_t *o, long n)
 	bool u;
 
 	if (type == NULL || engage_type_parse(type, &et) < 0)
-		why = "\"type\" must be open, click, unsubscribe, complaint, conversion, send or bounce";
+		why = "\"type\" must be open, click, unsubscribe, complaint, conversion, send, bounce or soft-bounce";
 	else if (email == NULL || strlen(email) > ADDR_MAX || !smtp_valid_mailbox(email, true, &u))
 		why = "\"email\" must be a valid address";
 	else if (tv != NULL && !json_is_null(tv) &&
@@ -1295,6 +1374,9 @@ event_line(struct nd_load *l, json_t *o, long n)
 		return;
 	}
 	engage_note(email, et, t, camp);
+	/* an open or click rewards the variant this recipient got (bandit.h) */
+	if (camp != NULL && (et == EV_OPEN || et == EV_CLICK))
+		bandit_reward(camp, email, et == EV_CLICK);
 	l->ev_ok++;
 	if (l->ev_ok % 10000 == 0 && store_backlog() > 100000)
 		store_flush();         /* let the writer keep up: memory stays bounded */
@@ -1582,6 +1664,70 @@ campaign_status(const char *id, json_t **out)
 	return 200;
 }
 
+/* GET /v1/campaigns/ID/variants: each segment's variants and their figures. */
+int
+campaign_variants(const char *id, json_t **out)
+{
+	struct variant_spec vs;
+	MDB_txn *t = store_rtxn();
+	json_t *def, *segs;
+	char err[512];
+	bool own;
+
+	if (t == NULL) {
+		*out = err_json("store_error", "the store is not open");
+		return 503;
+	}
+	def = id_ok(id) ? def_get(t, id) : NULL;
+	store_rdone(t);
+	if (def == NULL) {
+		*out = err_json("not_found", "no such campaign");
+		return 404;
+	}
+	own = json_object_get(def, "text") != NULL || json_object_get(def, "html") != NULL;
+	if (variant_spec_parse(def, own, &vs, err, sizeof(err)) < 0) {
+		json_decref(def);
+		log_warnx("event=campaign-variants-unreadable campaign=%s err=\"%s\"", id, err);
+		*out = err_json("store_error", "the stored campaign's variants do not parse (see the log)");
+		return 500;
+	}
+	json_decref(def);
+	segs = json_array();
+	for (int g = 0; g < vs.ngroups; g++) {
+		const struct variant_group *grp = &vs.groups[g];
+		struct bandit_stat st[BANDIT_MAX_ARMS];
+		json_t *vars = json_array();
+		int winner;
+		int64_t wms;
+
+		if (bandit_stats(id, grp->segment, grp->ids, grp->n, vs.policy.reward, st, &winner,
+		    &wms) < 0) {
+			json_decref(vars);
+			json_decref(segs);
+			variant_spec_free(&vs);
+			*out = err_json("store_error", "cannot read the variant counts");
+			return 500;
+		}
+		for (int i = 0; i < grp->n; i++)
+			json_array_append_new(vars, json_pack("{s:s,s:I,s:I,s:I,s:f,s:f}",
+			    "id", grp->ids[i], "sends", (json_int_t)st[i].arm.sends,
+			    "opens", (json_int_t)st[i].arm.opens, "clicks", (json_int_t)st[i].arm.clicks,
+			    "mean", st[i].mean, "p_best", st[i].pbest));
+		char ts[40] = "";
+		if (winner >= 0)
+			fmt_time3339(ts, sizeof(ts), wms);
+		json_array_append_new(segs, json_pack("{s:s,s:o,s:o,s:o}", "segment", grp->segment,
+		    "winner", winner >= 0 ? json_string(grp->ids[winner]) : json_null(),
+		    "winner_since", winner >= 0 ? json_string(ts) : json_null(), "variants", vars));
+	}
+	*out = json_pack("{s:s,s:s,s:I,s:f,s:o}", "campaign", id,
+	    "reward", bandit_reward_name(vs.policy.reward),
+	    "explore_until", (json_int_t)vs.policy.explore_until,
+	    "winner_after", vs.policy.winner_after, "segments", segs);
+	variant_spec_free(&vs);
+	return 200;
+}
+
 int
 campaign_list(json_t **out)
 {
@@ -1820,21 +1966,48 @@ def_cached(const char *id)
 	return d;
 }
 
+/* What the seam decided for one recipient. */
+struct camp_send {
+	char reason[32];               /* a skip's reason (hygiene_skip_name) */
+	char detail[160];
+	bool trap_suspect;
+	const struct variant *v;       /* NULL: the campaign's own content */
+	int g, i;                      /* v's group and index */
+	enum bandit_why why;
+};
+
 /*
  * The seam, part 1: may this recipient be sent now? CR_SCHEDULED = send;
- * otherwise the state it ends in (suppressed, skipped) with a reason.
+ * otherwise the state it ends in (skipped) with a reason. List hygiene
+ * (hygiene.h) for marketing campaigns; transactional ones are only
+ * flagged. A re-engagement send is counted here.
  */
 static enum crcpt_state
-camp_skip(const struct camp_def *d, const struct job *j, char *why, size_t cap)
+camp_skip(const struct camp_def *d, const struct job *j, struct camp_send *cs)
 {
-	(void)d;
-	(void)j;
-	(void)why;
-	(void)cap;
-	return CR_SCHEDULED;
+	const struct config *c = conf;
+	struct engage_rec rec;
+	struct hygiene_conf hc;
+	struct hygiene_verdict hv;
+
+	if (c == NULL)
+		return CR_SCHEDULED;
+	if (engage_get(j->addr, &rec) < 0)
+		memset(&rec, 0, sizeof(rec));   /* a store error: judged as a new recipient */
+	hygiene_conf_from(c, &hc);
+	hygiene_sunset_apply(&d->sunset, &hc.sunset);
+	hygiene_check(j->addr, &rec, d->transactional, &hc, now_ms(), true, &hv);
+	cs->trap_suspect = hv.trap_suspect;
+	if (hv.skip == HYG_SEND)
+		return CR_SCHEDULED;
+	snprintf(cs->reason, sizeof(cs->reason), "%s", hygiene_skip_name(hv.skip));
+	snprintf(cs->detail, sizeof(cs->detail), "%s", hv.detail ? hv.detail : "");
+	return CR_SKIPPED;
 }
 
-/* The seam, part 2: what this recipient gets (today the campaign's templates). */
+/* The seam, part 2: what this recipient gets: the campaign's templates, or a
+ * variant of its segment's chosen now by Thompson sampling (the send is
+ * counted for the variant). */
 struct camp_content {
 	const struct tpl *subject, *text, *html;
 	int nhdr;
@@ -1843,20 +2016,41 @@ struct camp_content {
 };
 
 static void
-camp_content(const struct camp_def *d, const struct job *j, struct camp_content *c)
+camp_content(const struct camp_def *d, const struct job *j, struct camp_send *cs,
+    struct camp_content *c)
 {
-	(void)j;
+	char seg[SEG_MAX] = "";
+	const struct variant_group *g;
+
 	c->subject = d->subject;
 	c->text = d->text;
 	c->html = d->html;
 	c->nhdr = d->nhdr;
 	c->hname = d->hname;
 	c->hval = d->hval;
+	if (d->vs.ngroups == 0)
+		return;
+	/* the recipient's segment: the campaign's, else its own (PUT /v1/segments) */
+	if (j->segment[0] != '\0')
+		snprintf(seg, sizeof(seg), "%s", j->segment);
+	else if (engage_get_segment(j->addr, seg, sizeof(seg)) != 1)
+		seg[0] = '\0';
+	cs->v = variant_choose(&d->vs, d->id, seg, j->addr, &g, &cs->why);
+	if (cs->v == NULL)
+		return;
+	cs->g = (int)(g - d->vs.groups);
+	cs->i = (int)(cs->v - g->v);
+	if (VTPL(d, cs->g, cs->i, 0) != NULL)
+		c->subject = VTPL(d, cs->g, cs->i, 0);
+	if (VTPL(d, cs->g, cs->i, 1) != NULL)
+		c->text = VTPL(d, cs->g, cs->i, 1);
+	if (VTPL(d, cs->g, cs->i, 2) != NULL)
+		c->html = VTPL(d, cs->g, cs->i, 2);
 }
 
 /* The message in wire form for one recipient. */
 static struct evbuffer *
-render(const struct camp_def *d, const struct job *j, bool *utf8)
+render(const struct camp_def *d, const struct job *j, struct camp_send *cs, bool *utf8)
 {
 	struct camp_content c;
 	struct sbuf subj = { 0 }, text = { 0 }, html = { 0 }, *hv;
@@ -1864,7 +2058,7 @@ render(const struct camp_def *d, const struct job *j, bool *utf8)
 	struct evbuffer *msg = evbuffer_new(), *wire = evbuffer_new();
 	const char *to[1] = { j->addr };
 
-	camp_content(d, j, &c);
+	camp_content(d, j, cs, &c);
 	hv = xcalloc((size_t)c.nhdr + 1, sizeof(*hv));
 	h = xcalloc((size_t)c.nhdr + 1, sizeof(*h));
 	if (c.subject)
@@ -1960,7 +2154,7 @@ transition(const char *id, const char *addr, int from, enum crcpt_state to, stru
 }
 
 static void
-skip_event(const struct job *j, enum crcpt_state st, const char *why)
+skip_event(const struct job *j, enum crcpt_state st, const char *why, const char *detail)
 {
 	struct jbuf jb;
 
@@ -1969,6 +2163,8 @@ skip_event(const struct job *j, enum crcpt_state st, const char *why)
 	jb_str(&jb, "recipient", j->addr);
 	jb_str(&jb, "campaign", j->id);
 	jb_str(&jb, "reason", why);
+	if (detail != NULL && *detail != '\0')
+		jb_str(&jb, "detail", detail);
 	jb_time(&jb, "scheduled_at", j->send_at);
 	acct_emit(&jb);
 }
@@ -1983,7 +2179,7 @@ injected(struct inject *in, int code, const char *reply)
 	} else if (code >= 500) {
 		log_warnx("event=campaign-inject-refused campaign=%s rcpt=%s reply=\"%s\"", j->id, j->addr,
 		    reply ? reply : "");
-		skip_event(j, CR_SKIPPED, reply ? reply : "refused");
+		skip_event(j, CR_SKIPPED, reply ? reply : "refused", NULL);
 		transition(j->id, j->addr, CR_SCHEDULED, CR_SKIPPED, j);
 	} else {
 		/* spool full or similar: it stays scheduled; try again in a while */
@@ -1999,7 +2195,7 @@ static void
 send_job(struct job *j)
 {
 	struct camp_def *d = def_cached(j->id);
-	char why[256] = "";
+	struct camp_send cs;
 	bool utf8 = false;
 
 	if (d == NULL) {
@@ -2007,14 +2203,15 @@ send_job(struct job *j)
 		transition(j->id, j->addr, CR_SCHEDULED, CR_SKIPPED, j);
 		return;
 	}
-	enum crcpt_state st = camp_skip(d, j, why, sizeof(why));
+	memset(&cs, 0, sizeof(cs));
+	enum crcpt_state st = camp_skip(d, j, &cs);
 	if (st != CR_SCHEDULED) {
-		skip_event(j, st, why);
+		skip_event(j, st, cs.reason, cs.detail);
 		transition(j->id, j->addr, CR_SCHEDULED, st, j);
 		return;
 	}
 	struct inject *in = inject_new();
-	in->data = render(d, j, &utf8);
+	in->data = render(d, j, &cs, &utf8);
 	in->env.sender = xstrdup(d->from);
 	in->env.nrcpt = 1;
 	in->env.rcpts = xcalloc(1, sizeof(*in->env.rcpts));
@@ -2028,10 +2225,22 @@ send_job(struct job *j)
 	in->env.priority = json_is_integer(pr) ? (int)json_integer_value(pr) : 0;
 	char ts[40];
 	fmt_time3339(ts, sizeof(ts), j->send_at);
-	in->env.meta = xcalloc(1, sizeof(*in->env.meta));
+	in->env.meta = xcalloc(4, sizeof(*in->env.meta));
 	in->env.meta[0].key = xstrdup("scheduled_at");
 	in->env.meta[0].value = xstrdup(ts);
 	in->env.nmeta = 1;
+	/* carried into the message's delivery events (queue.c) */
+	if (cs.v != NULL) {
+		in->env.meta[in->env.nmeta].key = xstrdup("segment");
+		in->env.meta[in->env.nmeta++].value = xstrdup(d->vs.groups[cs.g].segment);
+		in->env.meta[in->env.nmeta].key = xstrdup("variant");
+		in->env.meta[in->env.nmeta++].value = xstrdup(cs.v->id);
+	}
+	if (cs.trap_suspect) {
+		in->env.meta[in->env.nmeta].key = xstrdup("trap_suspect");
+		in->env.meta[in->env.nmeta++].value = xstrdup("yes");
+		log_info("event=trap-suspect campaign=%s rcpt=%s", j->id, j->addr);
+	}
 	in->done = injected;
 	in->arg = j;
 	inject_submit(in);

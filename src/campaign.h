@@ -96,6 +96,8 @@ int campaign_status(const char *id, json_t **out);
 int campaign_cancel(const char *id, json_t **out);
 int campaign_explain(const char *id, const char *email, json_t **out);
 int campaign_list(json_t **out);
+/* GET /v1/campaigns/ID/variants (Thompson sampling figures, bandit.h). */
+int campaign_variants(const char *id, json_t **out);
 
 /* ---- the scheduler (worker 0) and the hooks of the queue ---- */
 void campaign_start(void);             /* after the spool is loaded */

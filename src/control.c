@@ -40,6 +40,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -52,6 +53,8 @@
 #include "log.h"
 #include "mime.h"
 #include "queue.h"
+#include "recipient.h"
+#include "segment.h"
 #include "site.h"
 #include "site_ctl.h"
 #include "smtp_parse.h"
@@ -1428,24 +1431,66 @@ out:
 /* ---------------------------------------------------------------- campaigns and events */
 
 /*
- * POST /v1/campaigns, /v1/campaigns/ID/recipients, /v1/events: the body was
- * read line by line by the stream filter (ctl_stream.c) into an nd_load
- * (campaign.c); here only the answer is written.
+ * What a streamed body feeds (ctl_stream.c): POST /v1/campaigns,
+ * /v1/campaigns/ID/recipients and /v1/events an nd_load (campaign.c),
+ * PUT /v1/segments/NAME a seg_load (segment.c). A segment request refused
+ * at its head (bad name or mode) keeps its answer for the handler.
+ */
+struct stream_ctx {
+	struct nd_load *nd;
+	struct seg_load *seg;
+	int status;
+	json_t *err;
+};
+
+static void
+stream_ctx_free(struct stream_ctx *sc)
+{
+	if (sc == NULL)
+		return;
+	if (sc->nd != NULL)
+		nd_load_free(sc->nd);
+	segment_load_free(sc->seg);
+	json_decref(sc->err);
+	free(sc);
+}
+
+/* The value of key in an undecoded query string (malloc'd), or NULL. */
+static char *
+query_value(const char *query, const char *key)
+{
+	struct evkeyvalq q;
+	const char *v;
+	char *out = NULL;
+
+	TAILQ_INIT(&q);
+	if (query == NULL || evhttp_parse_query_str(query, &q) != 0)
+		return NULL;
+	if ((v = evhttp_find_header(&q, key)) != NULL)
+		out = xstrdup(v);
+	evhttp_clear_headers(&q);
+	return out;
+}
+
+/*
+ * The body was read line by line by the stream filter into an nd_load;
+ * here only the answer is written.
  */
 static void
 h_stream(struct evhttp_request *req, char **params)
 {
-	struct nd_load *l = ctl_stream_take(req);
+	struct stream_ctx *sc = ctl_stream_take(req);
 	struct evbuffer *plan = NULL;
 	json_t *body = NULL;
 	int status;
 
 	(void)params;
-	if (l == NULL) {
+	if (sc == NULL || sc->nd == NULL) {
 		reply_error(req, 400, "bad_request", "the body was not read as NDJSON (send it again)");
+		stream_ctx_free(sc);
 		return;
 	}
-	status = nd_load_reply(l, &body, &plan);
+	status = nd_load_reply(sc->nd, &body, &plan);
 	if (plan != NULL) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 		    "application/x-ndjson");
@@ -1453,7 +1498,7 @@ h_stream(struct evhttp_request *req, char **params)
 		evbuffer_free(plan);
 	} else
 		reply_json(req, status, body);
-	nd_load_free(l);
+	stream_ctx_free(sc);
 }
 
 static void
@@ -1493,34 +1538,177 @@ h_campaign_explain(struct evhttp_request *req, char **params)
 	reply_json(req, st, o);
 }
 
+/* ---------------------------------------------------------------- segments, variants, recipients */
+
+/* PUT /v1/segments/NAME: the members were written as they streamed in. */
+static void
+h_segment_put(struct evhttp_request *req, char **params)
+{
+	struct stream_ctx *sc = ctl_stream_take(req);
+	json_t *o;
+	int st;
+
+	(void)params;
+	if (sc == NULL || sc->nd != NULL) {
+		reply_error(req, 400, "bad_request", "the body was not read as NDJSON (send it again)");
+		stream_ctx_free(sc);
+		return;
+	}
+	if (sc->seg == NULL) {
+		reply_json(req, sc->status, json_incref(sc->err));
+		stream_ctx_free(sc);
+		return;
+	}
+	st = segment_load_reply(sc->seg, &o);
+	reply_json(req, st, o);
+	stream_ctx_free(sc);
+}
+
+static void
+h_segments(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = segment_list(&o);
+
+	(void)params;
+	reply_json(req, st, o);
+}
+
+static void
+h_segment(struct evhttp_request *req, char **params)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+	char *members = query_value(query, "members"), *after = query_value(query, "after");
+	json_t *o;
+	int st = segment_get(params[0], &o);
+
+	if (st == 200 && members != NULL) {
+		uint64_t n;
+		const char *e;
+		bool more;
+
+		if (parse_uint(members, &n, &e) < 0 || n > 100000) {
+			json_decref(o);
+			reply_error(req, 400, "bad_request", "members must be a number from 0 to 100000");
+			goto out;
+		}
+		json_object_set_new(o, "members", segment_members(params[0], after, (size_t)n, &more));
+		json_object_set_new(o, "more", json_boolean(more));
+	}
+	reply_json(req, st, o);
+out:
+	free(members);
+	free(after);
+}
+
+static void
+h_segment_delete(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = segment_delete(params[0], &o);
+
+	reply_json(req, st, o);
+}
+
+static void
+h_campaign_variants(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = campaign_variants(params[0], &o);
+
+	reply_json(req, st, o);
+}
+
+static void
+h_recipient(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = recipient_info(params[0], &o);
+
+	reply_json(req, st, o);
+}
+
+static void
+h_recipient_trap(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = recipient_spam_trap(params[0], &o);
+
+	reply_json(req, st, o);
+}
+
+/* ---------------------------------------------------------------- streamed bodies */
+
 static void
 stream_line(void *ctx, const char *line, size_t len, long n)
 {
-	nd_load_line(ctx, line, len, n);
+	struct stream_ctx *sc = ctx;
+
+	if (sc->nd != NULL)
+		nd_load_line(sc->nd, line, len, n);
+	else if (sc->seg != NULL)
+		segment_load_line(sc->seg, line, len, n);
 }
 
 static void
 stream_too_long(void *ctx, long n)
 {
-	nd_load_too_long(ctx, n);
+	struct stream_ctx *sc = ctx;
+
+	if (sc->nd != NULL)
+		nd_load_too_long(sc->nd, n);
+	else if (sc->seg != NULL)
+		segment_load_too_long(sc->seg, n);
 }
 
 static void
 stream_end(void *ctx)
 {
-	nd_load_end(ctx);
+	struct stream_ctx *sc = ctx;
+
+	if (sc->nd != NULL)
+		nd_load_end(sc->nd);
+	else if (sc->seg != NULL)
+		segment_load_end(sc->seg);
 }
 
 static void
 stream_abort(void *ctx)
 {
-	nd_load_free(ctx);
+	stream_ctx_free(ctx);
 }
 
 static void *
-stream_begin(const char *method, const char *path)
+stream_begin(const char *method, const char *path, const char *query)
 {
-	return nd_load_begin(method, path);
+	struct stream_ctx *sc;
+	const char *p = path;
+
+	while (*p == '/')
+		p++;
+	if (strcmp(method, "PUT") == 0 && strncmp(p, "v1/segments/", 12) == 0 &&
+	    p[12] != '\0' && strchr(p + 12, '/') == NULL) {
+		size_t dlen = 0;
+		char *name = evhttp_uridecode(p + 12, 0, &dlen), *mode = query_value(query, "mode");
+
+		sc = xcalloc(1, sizeof(*sc));
+		if (name == NULL || strlen(name) != dlen) {
+			sc->status = 400;
+			sc->err = segment_json_error("bad_request", "invalid segment name");
+		} else {
+			sc->seg = segment_load_begin(name, mode, &sc->status, &sc->err);
+		}
+		free(name);
+		free(mode);
+		return sc;
+	}
+	struct nd_load *l = nd_load_begin(method, path);
+	if (l == NULL)
+		return NULL;
+	sc = xcalloc(1, sizeof(*sc));
+	sc->nd = l;
+	return sc;
 }
 
 static const struct ctl_stream_ops stream_ops = {
@@ -1553,6 +1741,13 @@ static const struct route {
 	{ "v1/campaigns/*/recipients", EVHTTP_REQ_POST, h_stream },
 	{ "v1/campaigns/*/recipients/*", EVHTTP_REQ_GET, h_campaign_explain },
 	{ "v1/events",            EVHTTP_REQ_POST,   h_stream },
+	{ "v1/campaigns/*/variants", EVHTTP_REQ_GET, h_campaign_variants },
+	{ "v1/segments",          EVHTTP_REQ_GET,    h_segments },
+	{ "v1/segments/*",        EVHTTP_REQ_GET,    h_segment },
+	{ "v1/segments/*",        EVHTTP_REQ_PUT,    h_segment_put },
+	{ "v1/segments/*",        EVHTTP_REQ_DELETE, h_segment_delete },
+	{ "v1/recipients/*",      EVHTTP_REQ_GET,    h_recipient },
+	{ "v1/recipients/*/spam-trap", EVHTTP_REQ_POST, h_recipient_trap },
 };
 
 static const char *

@@ -143,8 +143,8 @@ head(struct fctx *f, struct evbuffer *src, struct evbuffer *dst, size_t hlen)
 	}
 	char *q = strchr(path, '?');
 	if (q != NULL)
-		*q = '\0';
-	if (f->done == NULL && (f->stream = ops->begin(method, path)) != NULL) {
+		*q++ = '\0';
+	if (f->done == NULL && (f->stream = ops->begin(method, path, q ? q : "")) != NULL) {
 		/* the same head, the body replaced by keep-alive chunks */
 		for (char *l = h, *e; *l != '\0'; l = e) {
 			e = strchr(l, '\n');
@@ -184,9 +184,17 @@ in_filter(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
     enum bufferevent_flush_mode mode, void *arg)
 {
 	struct fctx *f = arg;
+	size_t start = evbuffer_get_length(src);
 
 	(void)limit;
 	(void)mode;
+	/*
+	 * Waiting for more input returns BEV_NEED_MORE when this call used
+	 * nothing: libevent calls the filter again at once while BEV_OK and
+	 * input is left, which would spin. After progress it is BEV_OK, so that
+	 * what went to evhttp is read (libevent wakes it only on BEV_OK).
+	 */
+#define WAIT_MORE() (evbuffer_get_length(src) < start ? BEV_OK : BEV_NEED_MORE)
 	for (;;) {
 		size_t avail = evbuffer_get_length(src);
 
@@ -214,7 +222,7 @@ in_filter(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 						f->st = F_PASS_ALL;
 						break;
 					}
-					return BEV_OK;
+					return WAIT_MORE();
 				}
 				hlen = (size_t)e2.pos + 2;
 			} else
@@ -243,7 +251,7 @@ in_filter(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 				if (l == NULL) {
 					if (avail > 4096)
 						return BEV_ERROR;
-					return BEV_OK;
+					return WAIT_MORE();      /* a line split across reads */
 				}
 				if (f->cst == C_SIZE) {
 					char *end;
@@ -275,6 +283,7 @@ in_filter(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			break;
 		}
 	}
+#undef WAIT_MORE
 }
 
 static void

@@ -27,8 +27,9 @@ struct evhttp_request;
 
 struct ctl_stream_ops {
 	/* A request head arrived: return a context to stream its body, or NULL
-	 * to let evhttp read it. method is "POST" etc., path is undecoded. */
-	void *(*begin)(const char *method, const char *path);
+	 * to let evhttp read it. method is "POST" etc., path is undecoded,
+	 * query is what followed the '?' (undecoded; "" when none). */
+	void *(*begin)(const char *method, const char *path, const char *query);
 	/* One line (without its line end; never empty); n is its 1-based number. */
 	void (*line)(void *ctx, const char *line, size_t len, long n);
 	/* A line longer than CTL_STREAM_MAX_LINE (it is skipped). */

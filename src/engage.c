@@ -43,7 +43,7 @@
 static const char *const type_names[] = {
 	[EV_OPEN] = "open", [EV_CLICK] = "click", [EV_UNSUBSCRIBE] = "unsubscribe",
 	[EV_COMPLAINT] = "complaint", [EV_CONVERSION] = "conversion", [EV_SEND] = "send",
-	[EV_BOUNCE] = "bounce",
+	[EV_BOUNCE] = "bounce", [EV_SOFT_BOUNCE] = "soft-bounce",
 };
 
 const char *
@@ -212,9 +212,14 @@ apply(struct engage_rec *r, enum engage_type type, int64_t t, int64_t half_life)
 	case EV_SEND:
 		r->sends++;
 		r->last_send = MAX(r->last_send, t);
+		r->soft_bounces = 0;    /* delivered: the run of soft bounces ends */
 		break;
 	case EV_BOUNCE:
 		r->bounces++;
+		r->last_bounce = MAX(r->last_bounce, t);
+		break;
+	case EV_SOFT_BOUNCE:
+		r->soft_bounces++;
 		r->last_bounce = MAX(r->last_bounce, t);
 		break;
 	}

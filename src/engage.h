@@ -18,6 +18,7 @@
 
 enum engage_type {
 	EV_OPEN, EV_CLICK, EV_UNSUBSCRIBE, EV_COMPLAINT, EV_CONVERSION, EV_SEND, EV_BOUNCE,
+	EV_SOFT_BOUNCE,        /* a transient failure; soft_bounces counts the run since the last send */
 };
 
 struct engage_rec {

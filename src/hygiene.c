@@ -38,6 +38,71 @@ hygiene_conf_from(const struct config *c, struct hygiene_conf *hc)
 	hc->trap_age = c->trap_suspect_age;
 }
 
+int
+hygiene_sunset_parse(json_t *v, struct sunset_override *o, char *err, size_t errlen)
+{
+	const char *key;
+	json_t *x;
+
+	memset(o, 0, sizeof(*o));
+	o->after_ms = o->min_sends = o->reengage = -1;
+	if (v == NULL || json_is_null(v))
+		return 0;
+	o->set = true;
+	if (json_is_false(v)) {
+		o->off = true;
+		return 0;
+	}
+	if (!json_is_object(v)) {
+		snprintf(err, errlen, "\"sunset\" must be false or an object {\"after\": \"120d\", "
+		    "\"min_sends\": 5, \"reengage\": 3}");
+		return -1;
+	}
+	json_object_foreach(v, key, x) {
+		if (strcmp(key, "after") == 0) {
+			const char *perr = "must be a duration such as 120d";
+
+			if (!json_is_string(x) || parse_duration(json_string_value(x), &o->after_ms,
+			    &perr) < 0 || o->after_ms < 1000) {
+				snprintf(err, errlen, "\"sunset\".after: %s (at least 1s)",
+				    json_is_string(x) ? perr : "must be a duration such as 120d");
+				return -1;
+			}
+		} else if (strcmp(key, "min_sends") == 0 || strcmp(key, "reengage") == 0) {
+			if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+			    json_integer_value(x) > 1000000) {
+				snprintf(err, errlen, "\"sunset\".%s must be an integer from 0 to 1000000", key);
+				return -1;
+			}
+			*(key[0] == 'm' ? &o->min_sends : &o->reengage) = json_integer_value(x);
+		} else {
+			snprintf(err, errlen, "\"sunset\": unknown member \"%s\" (after, min_sends, "
+			    "reengage)", key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+hygiene_sunset_apply(const struct sunset_override *o, struct sunset_policy *p)
+{
+	if (!o->set)
+		return;
+	if (o->off) {
+		p->enabled = false;
+		return;
+	}
+	if (o->after_ms >= 0) {
+		p->after_ms = o->after_ms;
+		p->enabled = true;
+	}
+	if (o->min_sends >= 0)
+		p->min_sends = (uint32_t)o->min_sends;
+	if (o->reengage >= 0)
+		p->reengage = (uint32_t)o->reengage;
+}
+
 const char *
 hygiene_skip_name(enum hygiene_skip s)
 {

@@ -13,7 +13,10 @@
 #define SLUICE_HYGIENE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "engage.h"
 #include "score.h"
@@ -29,6 +32,20 @@ struct hygiene_conf {
 };
 /* The defaults of the config's directives (a campaign may override the sunset). */
 void hygiene_conf_from(const struct config *c, struct hygiene_conf *hc);
+
+/*
+ * A campaign's own sunset policy: "sunset": false turns it off,
+ * "sunset": {"after": "90d", "min_sends": 5, "reengage": 3} replaces the
+ * config's values it names (the others stay the config's, as reloaded).
+ */
+struct sunset_override {
+	bool set, off;
+	int64_t after_ms;              /* -1 = the config's */
+	int64_t min_sends, reengage;   /* -1 = the config's */
+};
+/* Parse v (NULL or null = no override); -1 with err. */
+int hygiene_sunset_parse(json_t *v, struct sunset_override *o, char *err, size_t errlen);
+void hygiene_sunset_apply(const struct sunset_override *o, struct sunset_policy *p);
 
 enum hygiene_skip { HYG_SEND, HYG_SUNSET, HYG_BOUNCE_RISK, HYG_ROLE };
 /* "sunset", "bounce-risk", "role-address" (the `reason` of skipped events) */

@@ -757,6 +757,7 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 	if (next > expires)
 		next = expires;
 	outcome_event("transient", r, rep, ai, attempt, next);
+	engage_note(qrcpt_addr(r), EV_SOFT_BOUNCE, now, m->sm.campaign);
 	log_info("event=deferred id=%s rcpt=%s site=%s code=%d attempt=%d next_in_ms=%" PRId64,
 	    m->sm.id, qrcpt_addr(r), ai->site ? ai->site : "-", rep->code, attempt, next - now);
 	atomic_fetch_add(&qstats.transient, 1);

@@ -255,6 +255,10 @@ load_fail(struct seg_load *l, long n, const char *code, const char *fmt, ...)
 
 	if (l->status != 0)
 		return;
+	/* the lines before this one are written: the reply counts them */
+	flush_batch(l);
+	if (l->status != 0)
+		return;
 	l->status = 400;
 	l->errcode = code;
 	l->errline = n;

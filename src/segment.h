@@ -28,7 +28,7 @@
 #define SEGMENT_BATCH 10000            /* addresses per store write */
 
 struct seg_load;
-/* A PUT /v1/segments/NAME?mode=... request: NULL and *status/*err for a
+/* A PUT /v1/segments/NAME?mode=... request: NULL with *status and *err for a
  * bad name or mode. */
 struct seg_load *segment_load_begin(const char *name, const char *mode, int *status,
     json_t **err);
