@@ -42,6 +42,7 @@
 #include "smtp_parse.h"
 #include "spool.h"
 #include "store.h"
+#include "suppress.h"
 #include "util.h"
 #include "worker.h"
 
@@ -1822,15 +1823,25 @@ def_cached(const char *id)
 
 /*
  * The seam, part 1: may this recipient be sent now? CR_SCHEDULED = send;
- * otherwise the state it ends in (suppressed, skipped) with a reason.
+ * otherwise the state it ends in (suppressed, skipped), with the event
+ * written here. Today: the suppression list (for the campaign's sender
+ * domain and pool); list-hygiene rules (sunset) belong here too.
  */
 static enum crcpt_state
-camp_skip(const struct camp_def *d, const struct job *j, char *why, size_t cap)
+camp_skip(const struct camp_def *d, const struct job *j)
 {
-	(void)d;
-	(void)j;
-	(void)why;
-	(void)cap;
+	struct suppress_entry e;
+	const char *at = strrchr(d->from, '@');
+	int rc = suppress_check(j->addr, at ? at + 1 : NULL, d->pool, &e);
+
+	if (rc < 0) {
+		/* the store cannot answer: do not send blind, try again later */
+		return CR_NSTATES;
+	}
+	if (rc == 1) {
+		suppress_event("skipped", NULL, NULL, d->from, j->addr, d->pool, j->id, &e);
+		return CR_SUPPRESSED;
+	}
 	return CR_SCHEDULED;
 }
 
@@ -1978,7 +1989,10 @@ injected(struct inject *in, int code, const char *reply)
 {
 	struct job *j = in->arg;
 
-	if (code >= 200 && code < 300) {
+	if (code >= 200 && code < 300 && in->nsupp > 0) {
+		/* suppressed between our check and the injection's: dropped there */
+		transition(j->id, j->addr, CR_SCHEDULED, CR_SUPPRESSED, j);
+	} else if (code >= 200 && code < 300) {
 		transition(j->id, j->addr, CR_SCHEDULED, CR_QUEUED, j);
 	} else if (code >= 500) {
 		log_warnx("event=campaign-inject-refused campaign=%s rcpt=%s reply=\"%s\"", j->id, j->addr,
@@ -1999,7 +2013,6 @@ static void
 send_job(struct job *j)
 {
 	struct camp_def *d = def_cached(j->id);
-	char why[256] = "";
 	bool utf8 = false;
 
 	if (d == NULL) {
@@ -2007,9 +2020,13 @@ send_job(struct job *j)
 		transition(j->id, j->addr, CR_SCHEDULED, CR_SKIPPED, j);
 		return;
 	}
-	enum crcpt_state st = camp_skip(d, j, why, sizeof(why));
+	enum crcpt_state st = camp_skip(d, j);
+	if (st == CR_NSTATES) {
+		pl.backoff_until = now_ms() + 5000;
+		flight_remove(j);
+		return;
+	}
 	if (st != CR_SCHEDULED) {
-		skip_event(j, st, why);
 		transition(j->id, j->addr, CR_SCHEDULED, st, j);
 		return;
 	}

@@ -52,6 +52,13 @@ static const char usage_text[] =
 "  message ID                    a queued message and its recipients\n"
 "  message ID delete             drop a message from the queue (no bounce)\n"
 "  reload                        reload the configuration\n"
+"  suppression add ADDRESS [--reason R] [--scope S]\n"
+"  suppression remove ADDRESS [--scope S]\n"
+"  suppression lookup ADDRESS\n"
+"  suppression list [--reason R] [--since TIME] [--scope S] [--limit N]\n"
+"  suppression import FILE [--format csv|ndjson] [--reason R] [--scope S]\n"
+"  suppression export [--format csv|ndjson] [FILE]\n"
+"                                the suppression list (sluicectl suppression help)\n"
 "  dkim ...                      DKIM key tools (sluicectl dkim help)\n"
 "  user hash USER                read a password on standard input and print\n"
 "                                the auth-users line (salted PBKDF2-SHA256)\n"
@@ -937,6 +944,9 @@ main(int argc, char **argv)
 			usage_error("unknown message action \"%s\" (delete)", argv[2]);
 		if (argc > 3)
 			usage_error("message ID delete takes no more arguments (got \"%s\")", argv[3]);
+	} else if (strcmp(cmd, "suppression") == 0) {
+		if (argc < 2)
+			usage_error("suppression needs add, remove, lookup, list, import or export");
 	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "queue") == 0 ||
 	    strcmp(cmd, "reload") == 0) {
 		if (argc > 1)
@@ -962,6 +972,8 @@ main(int argc, char **argv)
 		rc = cmd_reload(&o);
 	else if (strcmp(cmd, "message") == 0)
 		rc = cmd_message(&o, argv[1], argc - 2, argv + 2);
+	else if (strcmp(cmd, "suppression") == 0)
+		rc = ctl_suppression(&o, argc, argv);
 	else if (argc == 1)
 		rc = cmd_sites(&o);
 	else if (argc == 2)

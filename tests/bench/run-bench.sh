@@ -3,6 +3,7 @@
 # (../shared/bench/run.sh), same injector, sink, counters and CPU accounting.
 #   SYSTEMS   what to run (default: loopback, sluiced unsigned and DKIM, postfix, postfix-dkim, haraka, haraka-dkim)
 #   N SIZE    messages and body size (default 20000 8192)
+#   SUPPRESS  0 skips the suppression-list scenario (suppress-bench.sh), run last
 # Results: one line per system on stdout, TSV and logs under /tmp/peerbench/results.
 set -euo pipefail
 srcdir=${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -24,3 +25,6 @@ echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores; N=$N SIZE=$SIZE"
 run_custom sluiced 0
 run_custom sluiced-dkim 1
 [ -n "$peers" ] && SYSTEMS="$peers" "$harness" "$N" "$SIZE"
+if [ "${SUPPRESS:-1}" != 0 ]; then
+	N=${SUPPRESS_N:-1000000} srcdir="$srcdir" builddir="$builddir" "$srcdir/tests/bench/suppress-bench.sh"
+fi
