@@ -59,6 +59,12 @@ static const char usage_text[] =
 "  suppression import FILE [--format csv|ndjson] [--reason R] [--scope S]\n"
 "  suppression export [--format csv|ndjson] [FILE]\n"
 "                                the suppression list (sluicectl suppression help)\n"
+"  campaign create|plan FILE     create a campaign from NDJSON (plan: dry run)\n"
+"  campaign add ID FILE          more recipients for a campaign\n"
+"  campaign status|cancel ID     a campaign's counts per state; cancel it\n"
+"  campaign list                 every campaign\n"
+"  campaign explain ID ADDRESS   why a recipient's send time was chosen\n"
+"  events import FILE            import engagement events (NDJSON)\n"
 "  dkim ...                      DKIM key tools (sluicectl dkim help)\n"
 "  user hash USER                read a password on standard input and print\n"
 "                                the auth-users line (salted PBKDF2-SHA256)\n"
@@ -944,6 +950,9 @@ main(int argc, char **argv)
 			usage_error("unknown message action \"%s\" (delete)", argv[2]);
 		if (argc > 3)
 			usage_error("message ID delete takes no more arguments (got \"%s\")", argv[3]);
+	} else if (strcmp(cmd, "campaign") == 0 || strcmp(cmd, "events") == 0) {
+		if (argc < 2)
+			usage_error("%s needs a subcommand (sluicectl campaign help)", cmd);
 	} else if (strcmp(cmd, "suppression") == 0) {
 		if (argc < 2)
 			usage_error("suppression needs add, remove, lookup, list, import or export");
@@ -974,6 +983,8 @@ main(int argc, char **argv)
 		rc = cmd_message(&o, argv[1], argc - 2, argv + 2);
 	else if (strcmp(cmd, "suppression") == 0)
 		rc = ctl_suppression(&o, argc, argv);
+	else if (strcmp(cmd, "campaign") == 0 || strcmp(cmd, "events") == 0)
+		rc = ctl_campaign(&o, argc, argv);
 	else if (argc == 1)
 		rc = cmd_sites(&o);
 	else if (argc == 2)
