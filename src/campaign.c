@@ -538,10 +538,12 @@ struct prior_ent {
 	char name[SEG_MAX];
 	bool have;                     /* the segment has a histogram */
 	struct engage_rec rec;
+	double dist[STO_SLOTS];        /* smoothed and normalised, computed once */
 };
 struct prior_cache {
 	bool global_loaded, global_have;
 	struct engage_rec global;
+	double global_dist[STO_SLOTS];
 	int n;
 	struct prior_ent ent[PRIOR_CACHE];
 };
@@ -576,7 +578,8 @@ rec_get(MDB_txn *txn, enum store_db db, const void *key, size_t klen, struct eng
 	return engage_decode(v.mv_data, v.mv_size, r) == 0;
 }
 
-static const struct engage_rec *
+/* The prior's distribution for a segment (else the global one). */
+static const double *
 prior_for(MDB_txn *txn, struct prior_cache *pc, const char *segment, bool *is_segment)
 {
 	*is_segment = false;
@@ -589,19 +592,21 @@ prior_for(MDB_txn *txn, struct prior_cache *pc, const char *segment, bool *is_se
 			e = &pc->ent[pc->n < PRIOR_CACHE ? pc->n++ : PRIOR_CACHE - 1];
 			snprintf(e->name, sizeof(e->name), "%s", segment);
 			e->have = rec_get(txn, DB_SEGMENT, segment, strlen(segment), &e->rec) &&
-			    sto_mass(e->rec.hist) > 0;
+			    sto_distribution(e->rec.hist, e->dist);
 		}
 		if (e->have) {
 			*is_segment = true;
-			return &e->rec;
+			return e->dist;
 		}
 	}
 	if (!pc->global_loaded) {
 		pc->global_have = rec_get(txn, DB_META, "engage-global", 13, &pc->global) &&
-		    sto_mass(pc->global.hist) > 0;
+		    sto_distribution(pc->global.hist, pc->global_dist);
+		if (!pc->global_have)
+			sto_distribution(NULL, pc->global_dist);   /* uniform */
 		pc->global_loaded = true;
 	}
-	return pc->global_have ? &pc->global : NULL;
+	return pc->global_dist;
 }
 
 static uint64_t
@@ -643,15 +648,21 @@ campaign_plan(void *txnp, struct prior_cache *pc, const char *id, int64_t start_
 		engage_get_txn(txn, email, &r);
 	else
 		memset(&r, 0, sizeof(r));
-	const struct engage_rec *prior = txn ? prior_for(txn, pc, d->segment, &is_seg) : NULL;
-	if (prior == NULL)
+	double uniform[STO_SLOTS];
+	const double *prior;
+	if (txn != NULL)
+		prior = prior_for(txn, pc, d->segment, &is_seg);
+	else {
+		sto_distribution(NULL, uniform);
+		prior = uniform;
 		is_seg = false;
+	}
 	d->events = r.events;
 	d->effective_events = r.hist_time > 0 ?
 	    sto_mass(r.hist) * sto_decay_factor(now - r.hist_time, engage_half_life()) : 0;
 	d->weight = sto_shrink_weight(d->effective_events);
 	d->segment_prior = is_seg;
-	sto_scores(r.hist, prior ? prior->hist : NULL, d->weight, score);
+	sto_scores_dist(r.hist, prior, d->weight, score);
 	sto_choose(score, d->window_start, d->window_end, spread_seed(id, email), &d->choice);
 	d->send_at = d->choice.send_at;
 	if (d->choice.edge)
