@@ -58,7 +58,7 @@ stop() {
 	pid=
 }
 ms() { date +%s%3N; }
-rss() { awk '/^VmRSS|^VmHWM/ { printf "%s %d MB  ", $1, $2 / 1024 }' "/proc/$pid/status"; }
+rss() { awk '/^VmHWM|^RssAnon|^RssFile/ { printf "%s %d MB  ", $1, $2 / 1024 }' "/proc/$pid/status"; }
 
 # history: R recipients, E opens/clicks over the last 8 weeks, each at one
 # of three favourite hours; every tenth recipient in one of 20 segments
@@ -70,7 +70,7 @@ awk -v r="$R" -v e="$E" 'BEGIN { srand(7); now = systime();
 awk -v n="$N" 'BEGIN {
 	printf "{\"id\":\"bench\",\"from\":\"news@src.test\",\"subject\":\"Hello {{name}}\",\"text\":\"Hi {{name}}, code {{code}}\",\"start_at\":\"2100-01-04T00:00:00Z\",\"max_delay\":\"24h\"}\n";
 	for (i = 0; i < n; i++) {
-		if (i % 10 == 0) printf "{\"email\":\"u%d@dst.test\",\"segment\":\"seg%d\",\"vars\":{\"name\":\"User %d\",\"code\":%d}}\n", i, i % 20, i, i;
+		if (i % 10 == 0) printf "{\"email\":\"u%d@dst.test\",\"segment\":\"seg%d\",\"vars\":{\"name\":\"User %d\",\"code\":%d}}\n", i, (i / 10) % 20, i, i;
 		else printf "{\"email\":\"u%d@dst.test\",\"vars\":{\"name\":\"User %d\",\"code\":%d}}\n", i, i, i } }' > "$tmp/campaign.ndjson"
 echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores; N=$N recipients ($(du -h "$tmp/campaign.ndjson" | cut -f1) NDJSON), history: $E events over $R recipients"
 
