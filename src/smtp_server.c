@@ -218,7 +218,7 @@ struct session {
 	char *sender;
 	uint32_t flags;
 	char *envid;
-	bool ret_hdrs;
+	int ret_flag;                  /* MF_RET_HDRS, MF_RET_FULL or 0 (RET=) */
 	struct spool_rcpt *rcpts;
 	int nrcpt;
 	struct inject_supp *supp;      /* suppressed recipients accepted and dropped */
@@ -388,7 +388,7 @@ txn_reset(struct session *s)
 		evbuffer_free(s->data);
 	s->data = NULL;
 	s->flags = 0;
-	s->ret_hdrs = false;
+	s->ret_flag = 0;
 	s->data_size = 0;
 	s->derr = DE_NONE;
 	s->nheaders = s->hops = 0;
@@ -711,8 +711,8 @@ cmd_mail(struct session *s, struct smtp_cmd *cmd)
 	}
 	if (utf8)
 		s->flags |= MF_SMTPUTF8;
-	if ((v = smtp_cmd_param(cmd, "RET")) != NULL && strcasecmp(v, "HDRS") == 0)
-		s->ret_hdrs = true;
+	if ((v = smtp_cmd_param(cmd, "RET")) != NULL)
+		s->ret_flag = strcasecmp(v, "HDRS") == 0 ? MF_RET_HDRS : MF_RET_FULL;
 	if ((v = smtp_cmd_param(cmd, "ENVID")) != NULL) {
 		s->envid = xstrdup(v);
 		if (xtext_decode(s->envid) < 0) {   /* checked by the parser; cannot fail */
@@ -1222,7 +1222,7 @@ finish_message(struct session *s)
 	in->env.rcpts = s->rcpts;
 	in->env.nrcpt = s->nrcpt;
 	s->inj_nrcpt = s->nrcpt;
-	in->env.flags = s->flags | (s->eightbit ? MF_8BITMIME : 0) | (s->ret_hdrs ? MF_RET_HDRS : 0);
+	in->env.flags = s->flags | (s->eightbit ? MF_8BITMIME : 0) | s->ret_flag;
 	in->env.envid = s->envid;
 	s->envid = NULL;
 	in->data = s->data;
