@@ -45,6 +45,7 @@
 #include "smtp_parse.h"
 #include "spool.h"
 #include "store.h"
+#include "suppress.h"
 #include "util.h"
 #include "variant.h"
 #include "worker.h"
@@ -601,10 +602,12 @@ struct prior_ent {
 	char name[SEG_MAX];
 	bool have;                     /* the segment has a histogram */
 	struct engage_rec rec;
+	double dist[STO_SLOTS];        /* smoothed and normalised, computed once */
 };
 struct prior_cache {
 	bool global_loaded, global_have;
 	struct engage_rec global;
+	double global_dist[STO_SLOTS];
 	int n;
 	struct prior_ent ent[PRIOR_CACHE];
 };
@@ -639,7 +642,8 @@ rec_get(MDB_txn *txn, enum store_db db, const void *key, size_t klen, struct eng
 	return engage_decode(v.mv_data, v.mv_size, r) == 0;
 }
 
-static const struct engage_rec *
+/* The prior's distribution for a segment (else the global one). */
+static const double *
 prior_for(MDB_txn *txn, struct prior_cache *pc, const char *segment, bool *is_segment)
 {
 	*is_segment = false;
@@ -652,19 +656,21 @@ prior_for(MDB_txn *txn, struct prior_cache *pc, const char *segment, bool *is_se
 			e = &pc->ent[pc->n < PRIOR_CACHE ? pc->n++ : PRIOR_CACHE - 1];
 			snprintf(e->name, sizeof(e->name), "%s", segment);
 			e->have = rec_get(txn, DB_SEGMENT, segment, strlen(segment), &e->rec) &&
-			    sto_mass(e->rec.hist) > 0;
+			    sto_distribution(e->rec.hist, e->dist);
 		}
 		if (e->have) {
 			*is_segment = true;
-			return &e->rec;
+			return e->dist;
 		}
 	}
 	if (!pc->global_loaded) {
 		pc->global_have = rec_get(txn, DB_META, "engage-global", 13, &pc->global) &&
-		    sto_mass(pc->global.hist) > 0;
+		    sto_distribution(pc->global.hist, pc->global_dist);
+		if (!pc->global_have)
+			sto_distribution(NULL, pc->global_dist);   /* uniform */
 		pc->global_loaded = true;
 	}
-	return pc->global_have ? &pc->global : NULL;
+	return pc->global_dist;
 }
 
 static uint64_t
@@ -706,15 +712,21 @@ campaign_plan(void *txnp, struct prior_cache *pc, const char *id, int64_t start_
 		engage_get_txn(txn, email, &r);
 	else
 		memset(&r, 0, sizeof(r));
-	const struct engage_rec *prior = txn ? prior_for(txn, pc, d->segment, &is_seg) : NULL;
-	if (prior == NULL)
+	double uniform[STO_SLOTS];
+	const double *prior;
+	if (txn != NULL)
+		prior = prior_for(txn, pc, d->segment, &is_seg);
+	else {
+		sto_distribution(NULL, uniform);
+		prior = uniform;
 		is_seg = false;
+	}
 	d->events = r.events;
 	d->effective_events = r.hist_time > 0 ?
 	    sto_mass(r.hist) * sto_decay_factor(now - r.hist_time, engage_half_life()) : 0;
 	d->weight = sto_shrink_weight(d->effective_events);
 	d->segment_prior = is_seg;
-	sto_scores(r.hist, prior ? prior->hist : NULL, d->weight, score);
+	sto_scores_dist(r.hist, prior, d->weight, score);
 	sto_choose(score, d->window_start, d->window_end, spread_seed(id, email), &d->choice);
 	d->send_at = d->choice.send_at;
 	if (d->choice.edge)
@@ -1978,30 +1990,45 @@ struct camp_send {
 
 /*
  * The seam, part 1: may this recipient be sent now? CR_SCHEDULED = send;
- * otherwise the state it ends in (skipped) with a reason. List hygiene
- * (hygiene.h) for marketing campaigns; transactional ones are only
- * flagged. A re-engagement send is counted here.
+ * otherwise the state it ends in (suppressed, skipped), with the event
+ * written here, or CR_NSTATES when the store cannot answer (try later).
+ * First the suppression list (for the campaign's sender domain and pool),
+ * then list hygiene (hygiene.h): skips for marketing campaigns, flags for
+ * all. A re-engagement send is counted here.
  */
+static void skip_event(const struct job *j, enum crcpt_state st, const char *why,
+    const char *detail);
+
 static enum crcpt_state
 camp_skip(const struct camp_def *d, const struct job *j, struct camp_send *cs)
 {
 	const struct config *c = conf;
+	struct suppress_entry e;
+	const char *at = strrchr(d->from, '@');
 	struct engage_rec rec;
 	struct hygiene_conf hc;
 	struct hygiene_verdict hv;
+	int rc = suppress_check(j->addr, at ? at + 1 : NULL, d->pool, &e);
 
+	if (rc < 0) {
+		/* the store cannot answer: do not send blind, try again later */
+		return CR_NSTATES;
+	}
+	if (rc == 1) {
+		suppress_event("skipped", NULL, NULL, d->from, j->addr, d->pool, j->id, &e);
+		return CR_SUPPRESSED;
+	}
 	if (c == NULL)
 		return CR_SCHEDULED;
 	if (engage_get(j->addr, &rec) < 0)
-		memset(&rec, 0, sizeof(rec));   /* a store error: judged as a new recipient */
+		return CR_NSTATES;
 	hygiene_conf_from(c, &hc);
 	hygiene_sunset_apply(&d->sunset, &hc.sunset);
 	hygiene_check(j->addr, &rec, d->transactional, &hc, now_ms(), true, &hv);
 	cs->trap_suspect = hv.trap_suspect;
 	if (hv.skip == HYG_SEND)
 		return CR_SCHEDULED;
-	snprintf(cs->reason, sizeof(cs->reason), "%s", hygiene_skip_name(hv.skip));
-	snprintf(cs->detail, sizeof(cs->detail), "%s", hv.detail ? hv.detail : "");
+	skip_event(j, CR_SKIPPED, hygiene_skip_name(hv.skip), hv.detail);
 	return CR_SKIPPED;
 }
 
@@ -2174,7 +2201,10 @@ injected(struct inject *in, int code, const char *reply)
 {
 	struct job *j = in->arg;
 
-	if (code >= 200 && code < 300) {
+	if (code >= 200 && code < 300 && in->nsupp > 0) {
+		/* suppressed between our check and the injection's: dropped there */
+		transition(j->id, j->addr, CR_SCHEDULED, CR_SUPPRESSED, j);
+	} else if (code >= 200 && code < 300) {
 		transition(j->id, j->addr, CR_SCHEDULED, CR_QUEUED, j);
 	} else if (code >= 500) {
 		log_warnx("event=campaign-inject-refused campaign=%s rcpt=%s reply=\"%s\"", j->id, j->addr,
@@ -2205,8 +2235,12 @@ send_job(struct job *j)
 	}
 	memset(&cs, 0, sizeof(cs));
 	enum crcpt_state st = camp_skip(d, j, &cs);
+	if (st == CR_NSTATES) {
+		pl.backoff_until = now_ms() + 5000;
+		flight_remove(j);
+		return;
+	}
 	if (st != CR_SCHEDULED) {
-		skip_event(j, st, cs.reason, cs.detail);
 		transition(j->id, j->addr, CR_SCHEDULED, st, j);
 		return;
 	}

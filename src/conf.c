@@ -108,6 +108,7 @@ static int d_selector(struct pstate *, void *, char **, int);
 static int d_mx(struct pstate *, void *, char **, int);
 static int d_route(struct pstate *, void *, char **, int);
 static int d_route_auth(struct pstate *, void *, char **, int);
+static int d_soft_bounces(struct pstate *, void *, char **, int);
 
 #define G(f) offsetof(struct config, f)
 #define LI(f) offsetof(struct listener_conf, f)
@@ -154,6 +155,10 @@ static const struct directive table[] = {
 	  "FILE", "Ordered rules that suspend a site or lower its rate or connections when a remote reply says it throttles the sending IP. Default: the built-in copy of conf/backoff-rules.conf." },
 	{ "bounce-from", CX_GLOBAL, T_STR, 1, G(bounce_from), NULL, 0, 0, NULL, -1, NULL,
 	  "ADDRESS", "From address of delivery status notifications. Default MAILER-DAEMON@hostname." },
+	{ "suppress-soft-bounces", CX_GLOBAL, T_CUSTOM, -1, 0, "3 7d", 0, 0, NULL, -1, d_soft_bounces,
+	  "N DURATION|off", "Suppress an address (reason soft-bounces) after N soft bounces in a row within DURATION: messages that expired, and 5xx replies that are Transient for SES (mailbox full). A delivery ends the run." },
+	{ "suppress-normalize-gmail", CX_GLOBAL, T_BOOL, 1, G(suppress_gmail), "no", 0, 0, NULL, -1, NULL,
+	  "yes|no", "In the suppression list, treat gmail.com and googlemail.com addresses as Gmail does: local part without dots, case or +tag." },
 	{ "sunset-after", CX_GLOBAL, T_DURATION, 1, G(sunset_after), "120d", 0, 0, NULL, -1, NULL,
 	  "DURATION", "Marketing campaigns: a recipient with no open or click for this long (counted from its first send when it never engaged), after sunset-min-sends sends, gets sunset-reengage more sends and is then skipped (event skipped, reason sunset) until it engages again. 0 turns the sunset off. Transactional campaigns are never skipped." },
 	{ "sunset-min-sends", CX_GLOBAL, T_INT, 1, G(sunset_min_sends), "5", 0, 1000000, NULL, -1, NULL,
@@ -214,6 +219,8 @@ static const struct directive table[] = {
 	  "DURATION", "Idle time allowed inside DATA or between BDAT chunks." },
 	{ "smtputf8", CX_LISTENER, T_BOOL, 1, LI(smtputf8), "yes", 0, 0, NULL, -1, NULL,
 	  "yes|no", "Offer SMTPUTF8 (RFC 6531)." },
+	{ "suppressed-recipients", CX_LISTENER, T_ENUM, 1, LI(suppressed), "reject", 0, 0, "reject|drop", -1, NULL,
+	  "reject|drop", "A recipient on the suppression list: reject refuses it at RCPT (550 5.7.1 with the reason); drop accepts it, never queues it and writes a suppressed event." },
 
 	/* source */
 	{ "address", CX_SOURCE, T_STR, 1, SO(address), NULL, 0, 0, NULL, -1, NULL,
@@ -617,6 +624,48 @@ d_route_auth(struct pstate *ps, void *obj, char **args, int nargs)
 	return 0;
 }
 
+static int
+d_soft_bounces(struct pstate *ps, void *obj, char **args, int nargs)
+{
+	struct config *c = obj;
+	uint64_t n;
+	int64_t ms;
+	const char *e = NULL;
+	char *split[2], copy[64];
+
+	if (nargs == 1 && strchr(args[0], ' ') != NULL) {
+		/* the built-in default comes as one string */
+		snprintf(copy, sizeof(copy), "%s", args[0]);
+		char *sp = strchr(copy, ' ');
+		*sp = '\0';
+		split[0] = copy;
+		split[1] = sp + 1;
+		args = split;
+		nargs = 2;
+	}
+	if (nargs == 1 && (strcmp(args[0], "off") == 0 || strcmp(args[0], "0") == 0)) {
+		c->suppress_soft_n = 0;
+		c->suppress_soft_window = 0;
+		return 0;
+	}
+	if (nargs != 2) {
+		perr(ps, ps->line, "suppress-soft-bounces: expected N DURATION (e.g. 3 7d) or off");
+		return -1;
+	}
+	if (parse_uint(args[0], &n, &e) < 0 || n < 1 || n > 1000) {
+		perr(ps, ps->line, "suppress-soft-bounces: \"%s\": expected a count from 1 to 1000", args[0]);
+		return -1;
+	}
+	if (parse_duration(args[1], &ms, &e) < 0 || ms < 60000) {
+		perr(ps, ps->line, "suppress-soft-bounces: \"%s\": %s", args[1],
+		    e ? e : "expected a duration of at least 1m");
+		return -1;
+	}
+	c->suppress_soft_n = (int)n;
+	c->suppress_soft_window = ms;
+	return 0;
+}
+
 /* Tokenizer */
 
 struct token {
@@ -916,7 +965,8 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 			continue;
 		}
 		/* repeatable: custom list directives; everything else once per block */
-		bool repeatable = d->type == T_CUSTOM && d->fn != d_route && d->fn != d_route_auth;
+		bool repeatable = d->type == T_CUSTOM && d->fn != d_route && d->fn != d_route_auth &&
+		    d->fn != d_soft_bounces;
 		uint64_t *s = ctx == CX_GLOBAL ? gseen : seen;
 		if (!repeatable && (s[di / 64] & (1ULL << (di % 64)))) {
 			perr(ps, line, "%s is given twice in %s", d->name, ctx == CX_GLOBAL ? "the config" : ctx_name(ctx));

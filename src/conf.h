@@ -14,6 +14,8 @@
 enum tls_mode { TLS_NONE, TLS_OPPORTUNISTIC, TLS_REQUIRED, TLS_VERIFY };
 enum auth_mode { AUTH_NONE, AUTH_OPTIONAL, AUTH_REQUIRED };
 enum dkim_alg { DKIM_RSA, DKIM_ED25519 };
+/* A recipient on the suppression list: refused at RCPT, or accepted and dropped. */
+enum suppressed_mode { SUPPRESSED_REJECT, SUPPRESSED_DROP };
 
 #define MAX_RETRY_STEPS 32
 
@@ -84,6 +86,7 @@ struct listener_conf {
 	int max_errors;
 	int64_t command_timeout, data_timeout;
 	bool smtputf8;
+	enum suppressed_mode suppressed;   /* suppressed-recipients */
 	const char *file; int line;
 };
 
@@ -148,6 +151,9 @@ struct config {
 	char *backoff_rules;           /* throttling reply rules file; NULL = built-in */
 	int backoff_rules_line;
 	struct backoff_rules *backoff; /* loaded rules (backoff.h) */
+	int suppress_soft_n;           /* soft bounces in a run that suppress; 0 = off */
+	int64_t suppress_soft_window;  /* ms: the run must fit in this */
+	bool suppress_gmail;           /* Gmail rule in address normalisation */
 	/* list hygiene of marketing campaigns (hygiene.h) */
 	int64_t sunset_after;          /* ms without engagement; 0 = no sunset */
 	int sunset_min_sends, sunset_reengage;

@@ -59,6 +59,9 @@
 #include "site_ctl.h"
 #include "smtp_parse.h"
 #include "spool.h"
+#include "store.h"
+#include "suppress.h"
+#include "suppress_io.h"
 #include "util.h"
 #include "worker.h"
 
@@ -66,6 +69,7 @@
 #define CTL_DEFAULT_MSGSZ (50ULL << 20)    /* when no listener sets max-message-size */
 #define CTL_HTTP_TIMEOUT  120              /* seconds of silence before evhttp drops a client */
 #define CTL_MAX_SEGS      8                /* path segments we look at */
+#define CTL_MAX_IMPORT    (256ULL << 20)   /* body of POST /v1/suppression/import */
 
 int (*control_reload_fn)(char *err, size_t errlen);
 
@@ -369,10 +373,14 @@ call_all_workers(struct ctl_call *cc, worker_fn fn)
 }
 
 /* The client of a waiting call hung up: forget its request. */
+static void exports_conn_closed(struct evhttp_connection *evcon);
+
 static void
 conn_closed(struct evhttp_connection *evcon, void *arg)
 {
 	struct ctl_call *cc;
+
+	exports_conn_closed(evcon);
 
 	pthread_mutex_lock(&post_lock);
 	TAILQ_FOREACH(cc, &ctl.calls, link)
@@ -1220,9 +1228,21 @@ inject_done(struct inject *in, int code, const char *reply)
 			snprintf(cc->id, sizeof(cc->id), "%.*s", QID_LEN, q + 10);
 	}
 	cc->rcpts = json_array();
-	json_array_foreach(cc->to, i, e)
+	/* in->supp keeps the order of the recipients it was taken from */
+	int si = 0;
+	json_array_foreach(cc->to, i, e) {
+		if (ok && si < in->nsupp && strcmp(json_string_value(e), in->supp[si].addr) == 0) {
+			const struct suppress_entry *se = &in->supp[si++].e;
+			json_array_append_new(cc->rcpts, json_pack("{s:O,s:s,s:s,s:s,s:o}",
+			    "address", e, "status", "suppressed",
+			    "reason", suppress_reason_name(se->reason),
+			    "scope", se->scope[0] ? se->scope : "global",
+			    "suppressed_at", json_time(se->time)));
+			continue;
+		}
 		json_array_append_new(cc->rcpts, json_pack("{s:O,s:s}", "address", e,
 		    "status", ok ? "queued" : "rejected"));
+	}
 	cc->in = NULL;
 	inject_free(in);
 	call_post(cc);
@@ -1715,6 +1735,477 @@ static const struct ctl_stream_ops stream_ops = {
 	stream_begin, stream_line, stream_too_long, stream_end, stream_abort,
 };
 
+/* ---------------------------------------------------------------- suppression */
+
+/*
+ * The suppression list runs on the control thread: lookups are read
+ * transactions, changes wait for the store's writer (store_write_wait),
+ * an import streams its lines into bounded batches (suppress_io.c), and an
+ * export is a chunked reply written a slice at a time as the client reads.
+ */
+
+#define SUP_LIST_DEFAULT 1000
+#define SUP_LIST_MAX     10000
+#define SUP_LIST_SCAN    1000000   /* index entries read per page at most */
+#define SUP_EXPORT_SLICE 5000
+
+static const char *
+query_get(struct evkeyvalq *q, const char *key)
+{
+	const char *v = evhttp_find_header(q, key);
+	return v != NULL && *v ? v : NULL;
+}
+
+static void
+query_parse(struct evhttp_request *req, struct evkeyvalq *q)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *qs = uri ? evhttp_uri_get_query(uri) : NULL;
+
+	TAILQ_INIT(q);
+	if (qs != NULL && evhttp_parse_query_str(qs, q) != 0) {
+		evhttp_clear_headers(q);
+		TAILQ_INIT(q);
+	}
+}
+
+static json_t *
+supp_json(const struct suppress_entry *e)
+{
+	return json_pack("{s:o,s:s,s:s,s:o,s:o}", "address", json_text(e->address),
+	    "reason", suppress_reason_name(e->reason),
+	    "scope", e->scope[0] ? e->scope : "global",
+	    "time", json_time(e->time), "source", json_text(e->source));
+}
+
+static void
+supp_append(const struct suppress_entry *e, void *arg)
+{
+	json_array_append_new(arg, supp_json(e));
+}
+
+static bool
+store_ready(struct evhttp_request *req)
+{
+	if (store_is_open())
+		return true;
+	reply_error(req, 503, "unavailable", "the store is not open");
+	return false;
+}
+
+/* GET /v1/suppression/ADDRESS[?scope=S]: every entry of the address, or one scope. */
+static void
+h_supp_get(struct evhttp_request *req, char **params)
+{
+	struct evkeyvalq q;
+	const char *scope;
+	json_t *arr;
+	int n;
+
+	if (!store_ready(req))
+		return;
+	query_parse(req, &q);
+	scope = query_get(&q, "scope");
+	arr = json_array();
+	if (scope != NULL) {
+		struct suppress_entry e;
+		n = suppress_get(params[0], scope, &e);
+		if (n == 1)
+			json_array_append_new(arr, supp_json(&e));
+	} else
+		n = suppress_get_all(params[0], supp_append, arr);
+	if (n < 0 && errno == EINVAL)
+		reply_error(req, 400, "bad_request", "not a valid address or scope: %s%s%s",
+		    params[0], scope ? " " : "", scope ? scope : "");
+	else if (n < 0)
+		reply_error(req, 500, "store_error", "the suppression list cannot be read");
+	else if (json_array_size(arr) == 0)
+		reply_error(req, 404, "not_found", "%s is not on the suppression list%s%s",
+		    params[0], scope ? " in scope " : "", scope ? scope : "");
+	else {
+		char norm[SUP_ADDR_MAX + 1];
+		const struct config *c = conf;
+		suppress_normalize(params[0], c != NULL && c->suppress_gmail, norm, sizeof(norm));
+		reply_json(req, 200, json_pack("{s:o,s:b,s:O}", "address", json_text(norm),
+		    "suppressed", 1, "entries", arr));
+	}
+	json_decref(arr);
+	evhttp_clear_headers(&q);
+}
+
+/* PUT /v1/suppression/ADDRESS {"reason":..,"scope":..,"source":..} */
+static void
+h_supp_put(struct evhttp_request *req, char **params)
+{
+	struct suppress_entry e;
+	const char *reason, *scope, *source;
+	char err[512];
+	json_t *body;
+
+	if (!store_ready(req) || (body = body_object(req, true)) == NULL)
+		return;
+	if (member_str(req, body, "reason", &reason) < 0 || member_str(req, body, "scope", &scope) < 0 ||
+	    member_str(req, body, "source", &source) < 0)
+		goto out;
+	memset(&e, 0, sizeof(e));
+	e.reason = SUP_MANUAL;
+	if (reason != NULL && suppress_reason_parse(reason, &e.reason) < 0) {
+		reply_error(req, 400, "bad_request", "unknown reason \"%s\" (hard-bounce, complaint, "
+		    "unsubscribe, manual, spam-trap, soft-bounces)", reason);
+		goto out;
+	}
+	if (strlen(params[0]) >= sizeof(e.address) || (scope && strlen(scope) >= sizeof(e.scope))) {
+		reply_error(req, 400, "bad_request", "address or scope too long");
+		goto out;
+	}
+	snprintf(e.address, sizeof(e.address), "%s", params[0]);
+	snprintf(e.scope, sizeof(e.scope), "%s", scope ? scope : "");
+	snprintf(e.source, SUP_SOURCE_MAX + 1, "%s", source ? source : "api");
+	if (suppress_put_wait(&e, err, sizeof(err)) < 0) {
+		bool store = strstr(err, "store") != NULL;
+		reply_error(req, store ? 500 : 400, store ? "store_error" : "bad_request", "%s", err);
+		goto out;
+	}
+	reply_json(req, 200, supp_json(&e));
+out:
+	json_decref(body);
+}
+
+struct scopes {
+	char v[16][SUP_SCOPE_MAX + 1];
+	int n;
+	bool more;
+};
+
+static void
+collect_scope(const struct suppress_entry *e, void *arg)
+{
+	struct scopes *sc = arg;
+	if (sc->n == (int)ARRAY_SIZE(sc->v)) {
+		sc->more = true;
+		return;
+	}
+	snprintf(sc->v[sc->n++], sizeof(sc->v[0]), "%s", e->scope);
+}
+
+/* DELETE /v1/suppression/ADDRESS[?scope=S]: that scope, or every entry. */
+static void
+h_supp_delete(struct evhttp_request *req, char **params)
+{
+	struct evkeyvalq q;
+	const char *scope;
+	json_t *removed = json_array();
+	int rc = 0;
+
+	if (!store_ready(req)) {
+		json_decref(removed);
+		return;
+	}
+	query_parse(req, &q);
+	scope = query_get(&q, "scope");
+	if (scope != NULL) {
+		char sc[SUP_SCOPE_MAX + 1];
+		rc = suppress_remove_wait(params[0], scope);
+		if (rc == 1 && suppress_scope_norm(scope, sc, sizeof(sc)) == 0)
+			json_array_append_new(removed, json_string(sc[0] ? sc : "global"));
+	} else {
+		/* a few scopes per address: gather, then remove one by one */
+		struct scopes *sc = xcalloc(1, sizeof(*sc));
+		do {
+			sc->n = 0;
+			sc->more = false;
+			rc = suppress_get_all(params[0], collect_scope, sc);
+			for (int i = 0; rc >= 0 && i < sc->n; i++) {
+				int r = suppress_remove_wait(params[0], sc->v[i]);
+				if (r < 0)
+					rc = -1;
+				else if (r == 1)
+					json_array_append_new(removed, json_string(sc->v[i][0] ? sc->v[i] : "global"));
+			}
+		} while (rc >= 0 && sc->more);
+		free(sc);
+	}
+	if (rc < 0 && errno == EINVAL)
+		reply_error(req, 400, "bad_request", "not a valid address or scope: %s%s%s",
+		    params[0], scope ? " " : "", scope ? scope : "");
+	else if (rc < 0)
+		reply_error(req, 500, "store_error", "the suppression list cannot be changed");
+	else if (json_array_size(removed) == 0)
+		reply_error(req, 404, "not_found", "%s is not on the suppression list%s%s",
+		    params[0], scope ? " in scope " : "", scope ? scope : "");
+	else {
+		reply_json(req, 200, json_pack("{s:o,s:O}", "address", json_text(params[0]),
+		    "removed", removed));
+	}
+	json_decref(removed);
+	evhttp_clear_headers(&q);
+}
+
+/* GET /v1/suppression?reason=&since=&scope=&cursor=&limit= */
+static void
+h_supp_list(struct evhttp_request *req, char **params)
+{
+	struct evkeyvalq q;
+	struct suppress_filter f = { .reason = -1 };
+	const char *v;
+	char scope[SUP_SCOPE_MAX + 1], next[SUP_CURSOR_MAX];
+	long limit = SUP_LIST_DEFAULT;
+	json_t *arr;
+	int n;
+
+	if (!store_ready(req))
+		return;
+	query_parse(req, &q);
+	if ((v = query_get(&q, "reason")) != NULL) {
+		enum suppress_reason r;
+		if (suppress_reason_parse(v, &r) < 0) {
+			reply_error(req, 400, "bad_request", "unknown reason \"%s\"", v);
+			goto out;
+		}
+		f.reason = (int)r;
+	}
+	if ((v = query_get(&q, "since")) != NULL && suppress_parse_time(v, now_ms(), &f.since) < 0) {
+		reply_error(req, 400, "bad_request", "since: \"%s\" is not a time (RFC 3339, epoch seconds, or a duration back from now like 7d)", v);
+		goto out;
+	}
+	if ((v = query_get(&q, "scope")) != NULL) {
+		if (suppress_scope_norm(v, scope, sizeof(scope)) < 0) {
+			reply_error(req, 400, "bad_request", "bad scope \"%s\" (global, domain:DOMAIN or pool:NAME)", v);
+			goto out;
+		}
+		f.scope = scope;
+	}
+	if ((v = query_get(&q, "limit")) != NULL) {
+		char *end;
+		limit = strtol(v, &end, 10);
+		if (*end != '\0' || limit < 1 || limit > SUP_LIST_MAX) {
+			reply_error(req, 400, "bad_request", "limit must be from 1 to %d", SUP_LIST_MAX);
+			goto out;
+		}
+	}
+	arr = json_array();
+	n = suppress_list(&f, query_get(&q, "cursor"), (int)limit, SUP_LIST_SCAN, supp_append, arr, next);
+	if (n < 0) {
+		json_decref(arr);
+		if (errno == EINVAL)
+			reply_error(req, 400, "bad_request", "the cursor is not one this API gave");
+		else
+			reply_error(req, 500, "store_error", "the suppression list cannot be read");
+		goto out;
+	}
+	reply_json(req, 200, json_pack("{s:o,s:i,s:o,s:I}", "entries", arr, "count", n,
+	    "next_cursor", next[0] ? json_string(next) : json_null(),
+	    "total", (json_int_t)suppress_count()));
+out:
+	evhttp_clear_headers(&q);
+}
+
+/* POST /v1/suppression/import?reason=&scope=&source=&first_line= (CSV or NDJSON body) */
+static void
+h_supp_import(struct evhttp_request *req, char **params)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	struct evkeyvalq q;
+	enum suppress_reason reason = SUP_MANUAL;
+	const char *v, *scope;
+	char sc[SUP_SCOPE_MAX + 1];
+	bool ndjson = false;
+	long first = 1;
+	struct suppress_import *im = NULL;
+	char *line;
+	size_t n;
+	int64_t t0 = mono_ms();
+
+	if (!store_ready(req))
+		return;
+	query_parse(req, &q);
+	if (ct != NULL) {
+		if (str_iprefix(ct, "application/x-ndjson") || str_iprefix(ct, "application/ndjson") ||
+		    str_iprefix(ct, "application/jsonl") || str_iprefix(ct, "application/json-lines") ||
+		    str_iprefix(ct, "application/x-jsonlines"))
+			ndjson = true;
+		else if (!str_iprefix(ct, "text/csv") && !str_iprefix(ct, "text/plain") &&
+		    !str_iprefix(ct, "application/octet-stream") &&
+		    !str_iprefix(ct, "application/x-www-form-urlencoded")) {
+			reply_error(req, 415, "unsupported_media_type",
+			    "import takes text/csv or application/x-ndjson, not %s", ct);
+			goto out;
+		}
+	}
+	if ((v = query_get(&q, "reason")) != NULL && suppress_reason_parse(v, &reason) < 0) {
+		reply_error(req, 400, "bad_request", "unknown reason \"%s\"", v);
+		goto out;
+	}
+	scope = query_get(&q, "scope");
+	if (suppress_scope_norm(scope, sc, sizeof(sc)) < 0) {
+		reply_error(req, 400, "bad_request", "bad scope \"%s\" (global, domain:DOMAIN or pool:NAME)", scope);
+		goto out;
+	}
+	if ((v = query_get(&q, "first_line")) != NULL) {
+		char *end;
+		first = strtol(v, &end, 10);
+		if (*end != '\0' || first < 1) {
+			reply_error(req, 400, "bad_request", "first_line must be a line number");
+			goto out;
+		}
+	}
+	im = xmalloc(sizeof(*im));
+	suppress_import_init(im, ndjson, reason, sc, query_get(&q, "source"), first);
+	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF)) != NULL) {
+		suppress_import_line(im, line, n);
+		free(line);
+	}
+	if ((n = evbuffer_get_length(in)) > 0) {
+		/* the last line without its line end */
+		line = xmalloc(n + 1);
+		evbuffer_remove(in, line, n);
+		line[n] = '\0';
+		suppress_import_line(im, line, strlen(line));
+		free(line);
+	}
+	int rc = suppress_import_finish(im);
+	json_t *errs = json_array();
+	for (int i = 0; i < im->nerr; i++)
+		json_array_append_new(errs, json_pack("{s:I,s:o}", "line", (json_int_t)im->err[i].line,
+		    "message", json_text(im->err[i].msg)));
+	log_info("event=suppression-import format=%s imported=%lu invalid=%lu failed=%lu ms=%lld",
+	    ndjson ? "ndjson" : "csv", im->imported, im->invalid, im->failed,
+	    (long long)(mono_ms() - t0));
+	json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:o}", "imported", (json_int_t)im->imported,
+	    "invalid", (json_int_t)im->invalid, "skipped", (json_int_t)im->skipped,
+	    "last_line", (json_int_t)im->line, "errors", errs);
+	if (rc < 0) {
+		json_object_set_new(o, "error", json_pack("{s:s,s:s}", "code", "store_error",
+		    "message", "the store failed to write some entries (see the log)"));
+		json_object_set_new(o, "failed", json_integer((json_int_t)im->failed));
+		reply_json(req, 500, o);
+	} else
+		reply_json(req, 200, o);
+out:
+	free(im);
+	evhttp_clear_headers(&q);
+}
+
+/* An export being written: one slice per drained chunk. */
+struct supp_export {
+	struct evhttp_request *req;
+	struct evhttp_connection *evcon;
+	bool ndjson;
+	unsigned char last[SUP_KEY_MAX];
+	size_t lastlen;
+	long count;
+	LIST_ENTRY(supp_export) link;
+};
+static LIST_HEAD(, supp_export) exports = LIST_HEAD_INITIALIZER(exports);
+
+static void
+export_line(const struct suppress_entry *e, void *arg)
+{
+	struct supp_export *ex = (struct supp_export *)((void **)arg)[0];
+	struct sbuf *sb = ((void **)arg)[1];
+
+	if (ex->ndjson)
+		suppress_format_ndjson(e, sb);
+	else
+		suppress_format_csv(e, sb);
+}
+
+static void
+export_free(struct supp_export *ex)
+{
+	LIST_REMOVE(ex, link);
+	free(ex);
+}
+
+static void
+export_more(struct evhttp_connection *evcon, void *arg)
+{
+	struct supp_export *ex = arg;
+	struct sbuf sb = { 0 };
+	void *ctx[2] = { ex, &sb };
+	int n;
+
+	n = suppress_scan(ex->lastlen ? ex->last : NULL, ex->lastlen, SUP_EXPORT_SLICE,
+	    export_line, ctx, ex->last, &ex->lastlen);
+	if (n > 0) {
+		struct evbuffer *b = evbuffer_new();
+		evbuffer_add(b, sb.p, sb.len);
+		free(sb.p);
+		ex->count += n;
+		evhttp_send_reply_chunk_with_cb(ex->req, b, export_more, ex);
+		evbuffer_free(b);
+		return;
+	}
+	free(sb.p);
+	if (n < 0) {
+		/* the status line is long gone: say it in the last line, which
+		 * sluicectl checks (a CSV comment, or an NDJSON error object) */
+		struct evbuffer *b = evbuffer_new();
+		log_warnx("event=suppression-export-failed entries=%ld msg=\"store read failed\"",
+		    ex->count);
+		evbuffer_add_printf(b, ex->ndjson ?
+		    "{\"error\":{\"code\":\"store_error\",\"message\":\"the store read failed after %ld entries\"}}\n" :
+		    "# error: the store read failed after %ld entries\n", ex->count);
+		evhttp_send_reply_chunk(ex->req, b);
+		evbuffer_free(b);
+	} else
+		log_info("event=suppression-export entries=%ld", ex->count);
+	evhttp_send_reply_end(ex->req);
+	export_free(ex);
+}
+
+/* GET /v1/suppression/export?format=csv|ndjson */
+static void
+h_supp_export(struct evhttp_request *req, char **params)
+{
+	struct evkeyvalq q;
+	const char *fmt;
+	struct supp_export *ex;
+
+	if (!store_ready(req))
+		return;
+	query_parse(req, &q);
+	fmt = query_get(&q, "format");
+	if (fmt != NULL && strcmp(fmt, "csv") != 0 && strcmp(fmt, "ndjson") != 0) {
+		reply_error(req, 400, "bad_request", "format must be csv or ndjson");
+		evhttp_clear_headers(&q);
+		return;
+	}
+	ex = xcalloc(1, sizeof(*ex));
+	ex->req = req;
+	ex->evcon = evhttp_request_get_connection(req);
+	ex->ndjson = fmt != NULL && strcmp(fmt, "ndjson") == 0;
+	LIST_INSERT_HEAD(&exports, ex, link);
+	evhttp_clear_headers(&q);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+	    ex->ndjson ? "application/x-ndjson" : "text/csv; charset=utf-8");
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+	evhttp_send_reply_start(req, 200, "OK");
+	if (!ex->ndjson) {
+		struct evbuffer *b = evbuffer_new();
+		evbuffer_add(b, suppress_csv_header, strlen(suppress_csv_header));
+		evhttp_send_reply_chunk_with_cb(req, b, export_more, ex);
+		evbuffer_free(b);
+	} else
+		export_more(ex->evcon, ex);
+}
+
+/* The client of an export went away: the request is gone with it. */
+static void
+exports_conn_closed(struct evhttp_connection *evcon)
+{
+	struct supp_export *ex, *next;
+
+	for (ex = LIST_FIRST(&exports); ex != NULL; ex = next) {
+		next = LIST_NEXT(ex, link);
+		if (ex->evcon == evcon) {
+			log_info("event=suppression-export-aborted entries=%ld", ex->count);
+			export_free(ex);
+		}
+	}
+}
+
 /* ---------------------------------------------------------------- routing */
 
 static const struct route {
@@ -1741,6 +2232,12 @@ static const struct route {
 	{ "v1/campaigns/*/recipients", EVHTTP_REQ_POST, h_stream },
 	{ "v1/campaigns/*/recipients/*", EVHTTP_REQ_GET, h_campaign_explain },
 	{ "v1/events",            EVHTTP_REQ_POST,   h_stream },
+	{ "v1/suppression",       EVHTTP_REQ_GET,    h_supp_list },
+	{ "v1/suppression/import", EVHTTP_REQ_POST,  h_supp_import },
+	{ "v1/suppression/export", EVHTTP_REQ_GET,   h_supp_export },
+	{ "v1/suppression/*",     EVHTTP_REQ_GET,    h_supp_get },
+	{ "v1/suppression/*",     EVHTTP_REQ_PUT,    h_supp_put },
+	{ "v1/suppression/*",     EVHTTP_REQ_DELETE, h_supp_delete },
 	{ "v1/campaigns/*/variants", EVHTTP_REQ_GET, h_campaign_variants },
 	{ "v1/segments",          EVHTTP_REQ_GET,    h_segments },
 	{ "v1/segments/*",        EVHTTP_REQ_GET,    h_segment },
@@ -1995,7 +2492,9 @@ control_start(const struct config *c, char *err, size_t errlen)
 	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
 	    EVHTTP_REQ_PATCH);
 	/* JSON escaping can double a message (and more for control bytes). */
-	evhttp_set_max_body_size(ctl.http, (ev_ssize_t)(max_message_size(c) * 2 + (1 << 20)));
+	/* ... and a suppression import in one request may be a million lines */
+	evhttp_set_max_body_size(ctl.http, (ev_ssize_t)MAX(max_message_size(c) * 2 + (1 << 20),
+	    CTL_MAX_IMPORT));
 	evhttp_set_timeout(ctl.http, CTL_HTTP_TIMEOUT);
 	evhttp_set_gencb(ctl.http, ctl_request, NULL);
 	/* NDJSON bodies (campaigns, events) are read as they arrive */

@@ -6,7 +6,10 @@
  * envelope sender null (so it can never bounce back, RFC 5321 4.5.5),
  * MF_DSN set, to the original envelope sender. The report has three parts:
  * a text for people, the message/delivery-status fields for programs, and
- * the original header block as text/rfc822-headers.
+ * the original header block as text/rfc822-headers — or, when the sender
+ * asked for RET=FULL (RFC 3461 4.3), the whole original message as
+ * message/rfc822 unless it is larger than MAX_FULL_RETURN (then the headers,
+ * and the text says why).
  *
  * Status of an expired recipient is the status of its last attempt (e.g.
  * 4.4.1) with Action: failed, as Postfix reports it; 4.4.7 when the last
@@ -35,6 +38,7 @@
 #include "util.h"
 
 #define MAX_HDR_BLOCK (256 * 1024)      /* original headers returned at most */
+#define MAX_FULL_RETURN (1024 * 1024)   /* RET=FULL returns messages up to this size */
 
 
 /*
@@ -139,6 +143,9 @@ dsn_build_with(const struct qmsg *m, int idx, const struct smtp_reply *reply,
 	char *fieldval;
 	const char *host = hostname();
 	int64_t now = now_ms();
+	bool full = (sm->flags & MF_RET_FULL) && hdrs && hlen >= sm->body_len;
+	bool too_big = (sm->flags & MF_RET_FULL) && !full;
+	const char *attached = full ? "It is attached below." : "Its headers are attached below.";
 
 	fmt_date(date, sizeof(date), now);
 	fmt_date(arrival, sizeof(arrival), sm->created_ms ? sm->created_ms : now);
@@ -178,12 +185,16 @@ dsn_build_with(const struct qmsg *m, int idx, const struct smtp_reply *reply,
 			fmt_duration(dur, sizeof(dur), ai->lim->bounce_after);
 		sb_printf(&b, "Your message could not be delivered to one of its recipients\r\n"
 		    "within the time allowed%s%s%s; %d attempt%s were made. It has been\r\n"
-		    "given up. Its headers are attached below.\r\n\r\n",
+		    "given up. %s\r\n\r\n",
 		    dur[0] ? " (" : "", dur[0] ? dur : "", dur[0] ? ")" : "",
-		    rc->attempts, rc->attempts == 1 ? "" : "s");
+		    rc->attempts, rc->attempts == 1 ? "" : "s", attached);
 	} else
 		sb_printf(&b, "Your message could not be delivered to one of its recipients.\r\n"
-		    "This is a permanent error. Its headers are attached below.\r\n\r\n");
+		    "This is a permanent error. %s\r\n\r\n", attached);
+	if (too_big)
+		sb_printf(&b, "The message is larger than %d KB, so only its headers are\r\n"
+		    "returned, although the whole message was asked for (RET=FULL).\r\n\r\n",
+		    MAX_FULL_RETURN / 1024);
 	if (ai && ai->mx)
 		sb_printf(&b, "<%s>: host %s[%s] said:\r\n    ", rc->addr, ai->mx,
 		    ai->mx_addr ? ai->mx_addr : "");
@@ -226,8 +237,24 @@ dsn_build_with(const struct qmsg *m, int idx, const struct smtp_reply *reply,
 	}
 	sb_add(&b, "\r\n", 2);
 
-	/* part 3: the original headers, un-dot-stuffed */
-	if (hdrs && hlen > 0) {
+	/* part 3: the original headers (or message), un-dot-stuffed */
+	if (full) {
+		char *h = xmalloc(hlen + 1);
+		int st = DOT_STATE_INIT;
+		size_t n;
+
+		memcpy(h, hdrs, hlen);
+		n = dot_unstuff(h, hlen, &st);
+		sb_printf(&b, "--%s\r\n", boundary);
+		sb_printf(&b, "Content-Description: Undelivered Message\r\n"
+		    "Content-Type: message/rfc822\r\n"
+		    "Content-Transfer-Encoding: 8bit\r\n\r\n");
+		sb_add(&b, h, n);
+		if (n < 2 || h[n - 2] != '\r' || h[n - 1] != '\n')
+			sb_add(&b, "\r\n", 2);
+		sb_add(&b, "\r\n", 2);
+		free(h);
+	} else if (hdrs && hlen > 0) {
 		char *h = xmalloc(hlen + 1);
 		int st = DOT_STATE_INIT;
 		size_t n;
@@ -249,11 +276,14 @@ dsn_build_with(const struct qmsg *m, int idx, const struct smtp_reply *reply,
 	return b.p;
 }
 
-/* The header block of the stored message (malloc'd, wire form), or NULL. */
+/* The header block of the stored message (malloc'd, wire form), or NULL;
+ * the whole message (*hlen == body_len) when RET=FULL asked for it and it
+ * is small enough. */
 static char *
 read_headers(const struct qmsg *m, size_t *hlen)
 {
-	size_t want = MIN(m->sm.body_len, (size_t)MAX_HDR_BLOCK), got = 0;
+	bool full = (m->sm.flags & MF_RET_FULL) && m->sm.body_len <= MAX_FULL_RETURN;
+	size_t want = full ? m->sm.body_len : MIN(m->sm.body_len, (size_t)MAX_HDR_BLOCK), got = 0;
 	char *buf, *end;
 	int fd;
 
@@ -274,6 +304,10 @@ read_headers(const struct qmsg *m, size_t *hlen)
 	}
 	close(fd);
 	buf[got] = '\0';
+	if (full && got == want) {
+		*hlen = got;
+		return buf;
+	}
 	if (got >= 2 && buf[0] == '\r' && buf[1] == '\n') {
 		free(buf);              /* no header at all */
 		return NULL;

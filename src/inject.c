@@ -22,6 +22,8 @@
 #include "inject.h"
 #include "log.h"
 #include "queue.h"
+#include "smtp_parse.h"
+#include "suppress.h"
 #include "util.h"
 #include "worker.h"
 
@@ -40,7 +42,19 @@ inject_free(struct inject *in)
 	if (in->data)
 		evbuffer_free(in->data);
 	free(in->received);
+	for (int i = 0; i < in->nsupp; i++)
+		free(in->supp[i].addr);
+	free(in->supp);
 	free(in);
+}
+
+void
+inject_add_supp(struct inject *in, const char *addr, const struct suppress_entry *e)
+{
+	in->supp = xrealloc(in->supp, sizeof(*in->supp) * (size_t)(in->nsupp + 1));
+	in->supp[in->nsupp].addr = xstrdup(addr);
+	in->supp[in->nsupp].e = *e;
+	in->nsupp++;
 }
 
 static void
@@ -253,6 +267,45 @@ meta_get(const struct spool_msg *m, const char *key)
 	return NULL;
 }
 
+/*
+ * Move suppressed recipients from env.rcpts to in->supp. The domain scope
+ * is checked for the envelope sender's domain and the From domain (an ESP's
+ * envelope is often its own bounce domain). 0, or -1 when the store
+ * cannot be read.
+ */
+static int
+drop_suppressed(struct inject *in)
+{
+	const char *envdom = in->env.sender && *in->env.sender ? smtp_addr_domain(in->env.sender) : NULL;
+	const char *fromdom = meta_get(&in->env, "from_domain");
+	int k = 0;
+
+	if (fromdom != NULL && envdom != NULL && strcasecmp(fromdom, envdom) == 0)
+		fromdom = NULL;
+	for (int i = 0; i < in->env.nrcpt; i++) {
+		struct spool_rcpt *r = &in->env.rcpts[i];
+		struct suppress_entry e;
+		int rc = suppress_check(r->addr, envdom, in->env.pool, &e);
+		if (rc == 0 && fromdom != NULL)
+			rc = suppress_check(r->addr, fromdom, NULL, &e);
+		if (rc < 0) {
+			log_warnx("event=suppression-check-failed id=%s rcpt=<%s>", in->env.id, r->addr);
+			return -1;
+		}
+		if (rc == 1) {
+			in->supp = xrealloc(in->supp, sizeof(*in->supp) * (size_t)(in->nsupp + 1));
+			in->supp[in->nsupp].addr = r->addr;
+			in->supp[in->nsupp].e = e;
+			in->nsupp++;
+			free(r->orcpt);
+			continue;
+		}
+		in->env.rcpts[k++] = *r;
+	}
+	in->env.nrcpt = k;
+	return 0;
+}
+
 static void
 inject_work(void *arg)
 {
@@ -276,6 +329,19 @@ inject_work(void *arg)
 			p = conf_default_pool(c);
 		if (p)
 			in->env.pool = xstrdup(p->name);
+	}
+	if (drop_suppressed(in) < 0) {
+		in->code = 451;
+		snprintf(in->reply, sizeof(in->reply),
+		    "451 4.3.0 The suppression list cannot be read, try again later");
+		goto out;
+	}
+	if (in->env.nrcpt == 0) {
+		/* nothing to send: accepted, not spooled */
+		in->code = 250;
+		snprintf(in->reply, sizeof(in->reply),
+		    "250 2.0.0 Ok: %s not queued, every recipient is suppressed", in->env.id);
+		goto out;
 	}
 	struct iovec iov[3] = {
 		{ NULL, 0 },
@@ -347,6 +413,15 @@ inject_done(void *arg)
 	struct inject *in = arg;
 
 	if (in->code == 250) {
+		for (int i = 0; i < in->nsupp; i++)
+			suppress_event("dropped", in->env.id, meta_get(&in->env, "message_id"),
+			    in->env.sender, in->supp[i].addr, in->env.pool, in->env.campaign,
+			    &in->supp[i].e);
+		if (in->nsupp > 0)
+			log_info("event=suppressed-dropped id=%s recipients=%d queued=%d", in->env.id,
+			    in->nsupp, in->env.nrcpt);
+	}
+	if (in->code == 250 && in->env.nrcpt > 0) {
 		struct qmsg *qm = qmsg_new();
 		qm->sm = in->env;
 		memset(&in->env, 0, sizeof(in->env));

@@ -12,8 +12,16 @@
 #include <stdbool.h>
 #include "spool.h"
 
+#include "suppress.h"
+
 struct evbuffer;
 struct inject;
+
+/* A recipient left out of the message because it is suppressed. */
+struct inject_supp {
+	char *addr;                    /* as given */
+	struct suppress_entry e;       /* the entry that matched */
+};
 
 typedef void (*inject_done_fn)(struct inject *in, int code, const char *reply);
 
@@ -25,6 +33,13 @@ struct inject {
 	 * line: 250 "250 2.0.0 Ok: queued as ID", or a 4xx/5xx line */
 	inject_done_fn done;
 	void *arg;
+	/* recipients on the suppression list: the caller may add some (dropped
+	 * at RCPT, taken); inject moves there every recipient of env.rcpts it
+	 * finds suppressed for the message's sender domain (envelope or From)
+	 * or pool. Each gets a "suppressed" event once the message is accepted.
+	 * When none is left, nothing is spooled and the reply is still 250. */
+	struct inject_supp *supp;
+	int nsupp;
 	/* private */
 	int code;
 	char reply[256];
@@ -34,6 +49,8 @@ struct inject {
 struct inject *inject_new(void);
 void inject_submit(struct inject *in);
 void inject_free(struct inject *in);
+/* Add a suppressed recipient to in (addr copied). */
+void inject_add_supp(struct inject *in, const char *addr, const struct suppress_entry *e);
 
 /* Header rewriting on a complete message (exposed for unit tests).
  * in: wire-form message; out: malloc'd wire-form header block to store

@@ -31,6 +31,7 @@
 #include "queue.h"
 #include "site.h"
 #include "smtp_parse.h"
+#include "suppress.h"
 #include "util.h"
 #include "worker.h"
 
@@ -645,7 +646,7 @@ meta(const struct qmsg *m, const char *key)
 
 static void
 outcome_event(const char *type, struct qrcpt *r, const struct smtp_reply *rep,
-    const struct attempt_info *ai, int attempt, int64_t next_ms)
+    const struct attempt_info *ai, int attempt, int64_t next_ms, const struct bounce_class *bcl)
 {
 	const struct qmsg *m = r->msg;
 	struct jbuf j;
@@ -677,7 +678,9 @@ outcome_event(const char *type, struct qrcpt *r, const struct smtp_reply *rep,
 	jb_str(&j, "scheduled_at", meta(m, "scheduled_at"));
 	if (strcmp(type, "delivery") != 0) {
 		struct bounce_class bc;
-		if (strcmp(type, "expired") == 0)
+		if (bcl != NULL)
+			bc = *bcl;
+		else if (strcmp(type, "expired") == 0)
 			bounce_class_expired(&bc);
 		else
 			bounce_classify(conf->bounce, rep->code, rep->enh, rep->text, &bc);
@@ -695,6 +698,25 @@ outcome_event(const char *type, struct qrcpt *r, const struct smtp_reply *rep,
 	acct_emit(&j);
 }
 
+/*
+ * A 5xx for r, classified: Permanent (SES) puts the address on the
+ * suppression list at once; a mailbox-full or unclassified one counts as a
+ * soft bounce; a refusal of the content (spam, virus, size) says nothing
+ * about the address.
+ */
+static void
+suppress_bounce(struct qrcpt *r, const struct bounce_class *bc)
+{
+	char src[64];
+
+	snprintf(src, sizeof(src), "bounce %s", r->msg->sm.id);
+	if (strcmp(bc->ses_type, "Permanent") == 0)
+		suppress_note_bounce(qrcpt_addr(r), true, bc->category, src);
+	else if (strcmp(bc->ses_type, "Undetermined") == 0 ||
+	    strcmp(bc->ses_subtype, "MailboxFull") == 0)
+		suppress_note_bounce(qrcpt_addr(r), false, bc->category, src);
+}
+
 void
 queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attempt_info *ai)
 {
@@ -709,17 +731,22 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 	pthread_mutex_unlock(&m->lock);
 
 	if (cls == 2) {
-		outcome_event("delivery", r, rep, ai, attempt, 0);
+		outcome_event("delivery", r, rep, ai, attempt, 0, NULL);
 		log_info("event=delivered id=%s rcpt=%s site=%s mx=%s attempt=%d", m->sm.id,
 		    qrcpt_addr(r), ai->site ? ai->site : "-", ai->mx ? ai->mx : "-", attempt);
 		atomic_fetch_add(&qstats.delivered, 1);
 		engage_note(qrcpt_addr(r), EV_SEND, now, m->sm.campaign);
 		campaign_note_outcome(&m->sm, (int)r->idx, RS_DELIVERED);
+		suppress_note_delivery(qrcpt_addr(r));
 		finish(r, RS_DELIVERED);
 		return;
 	}
 	if (cls == 5) {
-		outcome_event("bounce", r, rep, ai, attempt, 0);
+		struct bounce_class bc;
+		bounce_classify(conf->bounce, rep->code, rep->enh, rep->text, &bc);
+		outcome_event("bounce", r, rep, ai, attempt, 0, &bc);
+		if (!ai->admin)
+			suppress_bounce(r, &bc);
 		log_info("event=bounced id=%s rcpt=%s site=%s code=%d status=%s", m->sm.id,
 		    qrcpt_addr(r), ai->site ? ai->site : "-", rep->code, rep->enh);
 		atomic_fetch_add(&qstats.bounced, 1);
@@ -743,9 +770,15 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 			finish(r, RS_DELETED);
 			return;
 		}
-		outcome_event("expired", r, rep, ai, attempt, 0);
+		outcome_event("expired", r, rep, ai, attempt, 0, NULL);
 		log_info("event=expired id=%s rcpt=%s attempts=%d", m->sm.id, qrcpt_addr(r), attempt);
 		atomic_fetch_add(&qstats.expired, 1);
+		{
+			/* sluice gave up: one soft bounce in the address's run */
+			char src[64];
+			snprintf(src, sizeof(src), "expired %s", m->sm.id);
+			suppress_note_bounce(qrcpt_addr(r), false, "message-expired", src);
+		}
 		dsn_queue_failure(m, (int)r->idx, rep, ai, true);
 		campaign_note_outcome(&m->sm, (int)r->idx, RS_EXPIRED);
 		finish(r, RS_EXPIRED);
@@ -756,7 +789,7 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 	int64_t next = now + delay;
 	if (next > expires)
 		next = expires;
-	outcome_event("transient", r, rep, ai, attempt, next);
+	outcome_event("transient", r, rep, ai, attempt, next, NULL);
 	engage_note(qrcpt_addr(r), EV_SOFT_BOUNCE, now, m->sm.campaign);
 	log_info("event=deferred id=%s rcpt=%s site=%s code=%d attempt=%d next_in_ms=%" PRId64,
 	    m->sm.id, qrcpt_addr(r), ai->site ? ai->site : "-", rep->code, attempt, next - now);

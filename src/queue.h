@@ -52,6 +52,8 @@ struct attempt_info {
 	const char *source_addr;       /* bound local IP */
 	const struct site_limits *lim; /* retry-after, bounce-after of the site */
 	bool tls;                      /* the attempt used TLS */
+	bool admin;                    /* an operator's bounce, not a reply: the
+	                                  suppression list does not learn from it */
 };
 
 void queue_init(void);

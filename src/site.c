@@ -985,6 +985,7 @@ site_bounce_all(struct site *s, const char *reason)
 	    reason ? ": " : "", reason ? reason : "");
 	for (struct lane *l = s->lanes; l; l = l->next) {
 		fill_ai(&ai, l, NULL);
+		ai.admin = true;
 		while ((r = lane_pop_any(l)) != NULL) {
 			l->bounced++;
 			queue_outcome(r, &rep, &ai);

@@ -52,6 +52,19 @@ static const char usage_text[] =
 "  message ID                    a queued message and its recipients\n"
 "  message ID delete             drop a message from the queue (no bounce)\n"
 "  reload                        reload the configuration\n"
+"  suppression add ADDRESS [--reason R] [--scope S]\n"
+"  suppression remove ADDRESS [--scope S]\n"
+"  suppression lookup ADDRESS\n"
+"  suppression list [--reason R] [--since TIME] [--scope S] [--limit N]\n"
+"  suppression import FILE [--format csv|ndjson] [--reason R] [--scope S]\n"
+"  suppression export [--format csv|ndjson] [FILE]\n"
+"                                the suppression list (sluicectl suppression help)\n"
+"  campaign create|plan FILE     create a campaign from NDJSON (plan: dry run)\n"
+"  campaign add ID FILE          more recipients for a campaign\n"
+"  campaign status|cancel ID     a campaign's counts per state; cancel it\n"
+"  campaign list                 every campaign\n"
+"  campaign explain ID ADDRESS   why a recipient's send time was chosen\n"
+"  events import FILE            import engagement events (NDJSON)\n"
 "  segment list                  segments and their sizes\n"
 "  segment get NAME [--members N [--after ADDRESS]]\n"
 "                                a segment's size, prior (busiest hours), members\n"
@@ -1157,6 +1170,12 @@ main(int argc, char **argv)
 			usage_error("unknown message action \"%s\" (delete)", argv[2]);
 		if (argc > 3)
 			usage_error("message ID delete takes no more arguments (got \"%s\")", argv[3]);
+	} else if (strcmp(cmd, "campaign") == 0 || strcmp(cmd, "events") == 0) {
+		if (argc < 2)
+			usage_error("%s needs a subcommand (sluicectl campaign help)", cmd);
+	} else if (strcmp(cmd, "suppression") == 0) {
+		if (argc < 2)
+			usage_error("suppression needs add, remove, lookup, list, import or export");
 	} else if (strcmp(cmd, "segment") == 0 || strcmp(cmd, "segments") == 0) {
 		if (argc < 2)
 			usage_error("segment needs an action: list, get, put or delete");
@@ -1214,6 +1233,10 @@ main(int argc, char **argv)
 		rc = cmd_reload(&o);
 	else if (strcmp(cmd, "message") == 0)
 		rc = cmd_message(&o, argv[1], argc - 2, argv + 2);
+	else if (strcmp(cmd, "suppression") == 0)
+		rc = ctl_suppression(&o, argc, argv);
+	else if (strcmp(cmd, "campaign") == 0 || strcmp(cmd, "events") == 0)
+		rc = ctl_campaign(&o, argc, argv);
 	else if (strcmp(cmd, "segment") == 0 || strcmp(cmd, "segments") == 0)
 		rc = cmd_segment(&o, argc - 1, argv + 1);
 	else if (strcmp(cmd, "variants") == 0)

@@ -13,5 +13,12 @@ struct ctl_opts {
 
 /* `sluicectl dkim keygen|check ...` (ctl_dkim.c). Returns the exit code. */
 int ctl_dkim(const struct ctl_opts *o, int argc, char **argv);
+/* `sluicectl suppression add|remove|lookup|list|import|export ...`
+ * (ctl_suppress.c; argv[0] is "suppression"). Returns the exit code. */
+int ctl_suppression(const struct ctl_opts *o, int argc, char **argv);
+
+/* `sluicectl campaign ...` and `sluicectl events import FILE` (ctl_campaign.c;
+ * argv[0] is "campaign" or "events"). Returns the exit code. */
+int ctl_campaign(const struct ctl_opts *o, int argc, char **argv);
 
 #endif

@@ -84,6 +84,7 @@
 #include "log.h"
 #include "smtp_parse.h"
 #include "smtp_server.h"
+#include "suppress.h"
 #include "spool.h"
 #include "tls.h"
 #include "util.h"
@@ -217,9 +218,11 @@ struct session {
 	char *sender;
 	uint32_t flags;
 	char *envid;
-	bool ret_hdrs;
+	int ret_flag;                  /* MF_RET_HDRS, MF_RET_FULL or 0 (RET=) */
 	struct spool_rcpt *rcpts;
 	int nrcpt;
+	struct inject_supp *supp;      /* suppressed recipients accepted and dropped */
+	int nsupp;
 	struct evbuffer *data;
 	size_t data_size;              /* wire-form bytes seen, kept or not */
 	enum data_err derr;
@@ -376,11 +379,16 @@ txn_reset(struct session *s)
 	free(s->rcpts);
 	s->rcpts = NULL;
 	s->nrcpt = 0;
+	for (int i = 0; i < s->nsupp; i++)
+		free(s->supp[i].addr);
+	free(s->supp);
+	s->supp = NULL;
+	s->nsupp = 0;
 	if (s->data)
 		evbuffer_free(s->data);
 	s->data = NULL;
 	s->flags = 0;
-	s->ret_hdrs = false;
+	s->ret_flag = 0;
 	s->data_size = 0;
 	s->derr = DE_NONE;
 	s->nheaders = s->hops = 0;
@@ -703,8 +711,8 @@ cmd_mail(struct session *s, struct smtp_cmd *cmd)
 	}
 	if (utf8)
 		s->flags |= MF_SMTPUTF8;
-	if ((v = smtp_cmd_param(cmd, "RET")) != NULL && strcasecmp(v, "HDRS") == 0)
-		s->ret_hdrs = true;
+	if ((v = smtp_cmd_param(cmd, "RET")) != NULL)
+		s->ret_flag = strcasecmp(v, "HDRS") == 0 ? MF_RET_HDRS : MF_RET_FULL;
 	if ((v = smtp_cmd_param(cmd, "ENVID")) != NULL) {
 		s->envid = xstrdup(v);
 		if (xtext_decode(s->envid) < 0) {   /* checked by the parser; cannot fail */
@@ -717,6 +725,43 @@ cmd_mail(struct session *s, struct smtp_cmd *cmd)
 	log_info("event=mail sid=%s from=<%s> size=%" PRIu64 "%s", s->sid, s->sender, size,
 	    utf8 ? " smtputf8=yes" : "");
 	reply(s, "250 2.1.0 Ok");
+}
+
+/*
+ * The suppression list at RCPT: global and sender-domain scopes (MAIL FROM
+ * is known; the pool and the From domain are checked by inject after DATA).
+ * Returns true when the reply has been sent (refused, or dropped).
+ */
+static bool
+rcpt_suppressed(struct session *s, const char *rcpt)
+{
+	struct suppress_entry e;
+	const char *sdom = s->sender && *s->sender ? smtp_addr_domain(s->sender) : NULL;
+	int rc = suppress_check(rcpt, sdom, NULL, &e);
+
+	if (rc == 0)
+		return false;
+	if (rc < 0) {
+		reply(s, "451 4.3.0 The suppression list cannot be read, try again later");
+		return true;
+	}
+	if (s->cfg->lc->suppressed == SUPPRESSED_DROP) {
+		log_info("event=rcpt-suppressed sid=%s to=<%s> reason=%s scope=%s action=dropped",
+		    s->sid, rcpt, suppress_reason_name(e.reason), e.scope[0] ? e.scope : "global");
+		s->supp = xrealloc(s->supp, sizeof(*s->supp) * (size_t)(s->nsupp + 1));
+		s->supp[s->nsupp].addr = xstrdup(rcpt);
+		s->supp[s->nsupp].e = e;
+		s->nsupp++;
+		set_state(s, SS_RCPT);
+		reply(s, "250 2.1.5 Ok");
+		return true;
+	}
+	log_info("event=rcpt-suppressed sid=%s to=<%s> reason=%s scope=%s action=rejected",
+	    s->sid, rcpt, suppress_reason_name(e.reason), e.scope[0] ? e.scope : "global");
+	suppress_event("rejected", NULL, NULL, s->sender, rcpt, NULL, NULL, &e);
+	/* not a protocol error: it does not count toward max-errors */
+	reply(s, "550 5.7.1 <%s>: recipient suppressed (%s)", rcpt, suppress_reason_name(e.reason));
+	return true;
 }
 
 static void
@@ -749,7 +794,7 @@ cmd_rcpt(struct session *s, struct smtp_cmd *cmd)
 		reply_err(s, "550 5.7.1 Relaying denied");
 		return;
 	}
-	if (s->nrcpt >= lc->max_recipients) {
+	if (s->nrcpt + s->nsupp >= lc->max_recipients) {
 		/* not an error of the client's: it must send the rest later */
 		reply(s, "452 4.5.3 Too many recipients");
 		return;
@@ -761,6 +806,13 @@ cmd_rcpt(struct session *s, struct smtp_cmd *cmd)
 			reply(s, "250 2.1.5 Ok (duplicate recipient)");
 			return;
 		}
+	for (int i = 0; i < s->nsupp; i++)
+		if (strcmp(s->supp[i].addr, cmd->path) == 0) {
+			reply(s, "250 2.1.5 Ok (duplicate recipient)");
+			return;
+		}
+	if (rcpt_suppressed(s, cmd->path))
+		return;
 	s->rcpts = xrealloc(s->rcpts, sizeof(*s->rcpts) * (size_t)(s->nrcpt + 1));
 	r = &s->rcpts[s->nrcpt++];
 	memset(r, 0, sizeof(*r));
@@ -1170,12 +1222,16 @@ finish_message(struct session *s)
 	in->env.rcpts = s->rcpts;
 	in->env.nrcpt = s->nrcpt;
 	s->inj_nrcpt = s->nrcpt;
-	in->env.flags = s->flags | (s->eightbit ? MF_8BITMIME : 0) | (s->ret_hdrs ? MF_RET_HDRS : 0);
+	in->env.flags = s->flags | (s->eightbit ? MF_8BITMIME : 0) | s->ret_flag;
 	in->env.envid = s->envid;
 	s->envid = NULL;
 	in->data = s->data;
 	s->data = NULL;
 	in->received = received_line(s, in->env.id);
+	in->supp = s->supp;
+	in->nsupp = s->nsupp;
+	s->supp = NULL;
+	s->nsupp = 0;
 	s->rcpts = NULL;
 	s->nrcpt = 0;
 	in->done = inject_cb;

@@ -26,6 +26,7 @@
 #define MF_DSN         0x08         /* this message is a bounce we generated */
 #define MF_RET_HDRS    0x10         /* DSN RET=HDRS */
 #define MF_SIGNED      0x20         /* DKIM signature is in the stored headers */
+#define MF_RET_FULL    0x40         /* DSN RET=FULL: a failure returns the whole message */
 
 /* Recipient states (stored as status records). */
 enum rcpt_state { RS_QUEUED = 0, RS_DELIVERED, RS_BOUNCED, RS_EXPIRED, RS_DELETED };

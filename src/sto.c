@@ -76,18 +76,32 @@ void
 sto_smooth(const float *in, double *out, double sigma_h)
 {
 	enum { R = 4 };
-	double k[2 * R + 1], sum = 0;
+	static double cached_sigma = -1, k[2 * R + 1];
+	double ext[STO_SLOTS + 2 * R], sum = 0;
 
-	for (int d = -R; d <= R; d++) {
-		k[d + R] = sigma_h > 0 ? exp(-(double)(d * d) / (2 * sigma_h * sigma_h)) : (d == 0);
-		sum += k[d + R];
+	if (sigma_h != cached_sigma) {
+		/* the kernel is the same for every call with the same width */
+		double kk[2 * R + 1];
+		for (int d = -R; d <= R; d++) {
+			kk[d + R] = sigma_h > 0 ? exp(-(double)(d * d) / (2 * sigma_h * sigma_h)) : (d == 0);
+			sum += kk[d + R];
+		}
+		for (int d = 0; d <= 2 * R; d++)
+			k[d] = kk[d] / sum;
+		cached_sigma = sigma_h;
 	}
-	for (int d = 0; d <= 2 * R; d++)
-		k[d] /= sum;
+	/* the week wrapped around at both ends: no modulo in the inner loop */
+	for (int i = 0; i < R; i++) {
+		ext[i] = in[STO_SLOTS - R + i];
+		ext[STO_SLOTS + R + i] = in[i];
+	}
+	for (int i = 0; i < STO_SLOTS; i++)
+		ext[R + i] = in[i];
 	for (int i = 0; i < STO_SLOTS; i++) {
+		const double *e = ext + i;
 		double v = 0;
-		for (int d = -R; d <= R; d++)
-			v += k[d + R] * in[(i + d + STO_SLOTS) % STO_SLOTS];
+		for (int d = 0; d <= 2 * R; d++)
+			v += k[d] * e[d];
 		out[i] = v;
 	}
 }
@@ -101,9 +115,8 @@ sto_shrink_weight(double events)
 	return n / (n + STO_SHRINK_K);
 }
 
-/* Smoothed and normalised into out; false (out uniform) when empty. */
-static bool
-distribution(const float *h, double *out)
+bool
+sto_distribution(const float *h, double *out)
 {
 	double sum = 0;
 
@@ -123,19 +136,28 @@ distribution(const float *h, double *out)
 }
 
 void
-sto_scores(const float *rcpt, const float *prior, double lambda, double score[STO_SLOTS])
+sto_scores_dist(const float *rcpt, const double *prior, double lambda, double score[STO_SLOTS])
 {
-	double r[STO_SLOTS], p[STO_SLOTS];
+	double r[STO_SLOTS];
 
-	if (lambda < 0)
-		lambda = 0;
+	if (!(lambda > 0)) {
+		memcpy(score, prior, sizeof(double) * STO_SLOTS);
+		return;
+	}
 	if (lambda > 1)
 		lambda = 1;
-	if (lambda > 0)
-		distribution(rcpt, r);
-	distribution(prior, p);
+	sto_distribution(rcpt, r);
 	for (int i = 0; i < STO_SLOTS; i++)
-		score[i] = (lambda > 0 ? lambda * r[i] : 0) + (1 - lambda) * p[i];
+		score[i] = lambda * r[i] + (1 - lambda) * prior[i];
+}
+
+void
+sto_scores(const float *rcpt, const float *prior, double lambda, double score[STO_SLOTS])
+{
+	double p[STO_SLOTS];
+
+	sto_distribution(prior, p);
+	sto_scores_dist(rcpt, p, lambda, score);
 }
 
 void

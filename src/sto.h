@@ -55,6 +55,11 @@ double sto_shrink_weight(double events);
 /* Scores per slot: lambda * p(recipient) + (1 - lambda) * p(prior), each a
  * smoothed distribution (uniform when empty). rcpt or prior may be NULL. */
 void sto_scores(const float *rcpt, const float *prior, double lambda, double score[STO_SLOTS]);
+/* The smoothed, normalised distribution of h (uniform, false, when empty). */
+bool sto_distribution(const float *h, double *out);
+/* sto_scores with the prior's distribution computed once (per segment). */
+void sto_scores_dist(const float *rcpt, const double *prior_dist, double lambda,
+    double score[STO_SLOTS]);
 
 struct sto_cand {
 	int64_t hour_ms;        /* start of the hour (absolute) */

@@ -3,6 +3,8 @@
 # (../shared/bench/run.sh), same injector, sink, counters and CPU accounting.
 #   SYSTEMS   what to run (default: loopback, sluiced unsigned and DKIM, postfix, postfix-dkim, haraka, haraka-dkim)
 #   N SIZE    messages and body size (default 20000 8192)
+#   SUPPRESS  0 skips the suppression-list scenario (suppress-bench.sh), run last
+#   CAMPAIGN  0 skips the campaign scenario (campaign-bench.sh: 1M recipients), run last
 # Results: one line per system on stdout, TSV and logs under /tmp/peerbench/results.
 # First, the bandit simulation (tests/bench/bandit-sim.c; BANDIT_SIM_ARGS passes options).
 set -euo pipefail
@@ -32,3 +34,9 @@ echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores; N=$N SIZE=$SIZE"
 run_custom sluiced 0
 run_custom sluiced-dkim 1
 [ -n "$peers" ] && SYSTEMS="$peers" "$harness" "$N" "$SIZE"
+if [ "${SUPPRESS:-1}" != 0 ]; then
+	N=${SUPPRESS_N:-1000000} srcdir="$srcdir" builddir="$builddir" "$srcdir/tests/bench/suppress-bench.sh"
+fi
+if [ "${CAMPAIGN:-1}" != 0 ]; then
+	N=${CAMPAIGN_N:-1000000} srcdir="$srcdir" builddir="$builddir" "$srcdir/tests/bench/campaign-bench.sh"
+fi

@@ -317,3 +317,22 @@ def test_transactional_message_structured_fields(sluiced, receiver):
     m = rx.wait_for(1)[0]
     assert m.header("Subject") == "Your receipt" and m.header("Reply-To") == "help@src.test"
     assert m.msg.get_body(("html",)).get_content().strip() == "<b>Thanks</b>"
+
+
+def test_suppressed_recipients_are_skipped(sluiced, receiver):
+    rx = receiver()
+    d = sluiced(conf(rx))
+    code, _ = d.api("PUT", "/v1/suppression/gone@dst.test", {"reason": "unsubscribe"})
+    assert code in (200, 201)
+    code, j = post_nd(d, "/v1/campaigns", {"id": "s", "from": "a@src.test", "text": "hi",
+                                          "max_delay": "0"},
+                      {"email": "gone@dst.test"}, {"email": "here@dst.test"})
+    assert code == 201, j
+    assert rx.wait_for(1)[0].rcpt_tos == ["here@dst.test"]
+    ev = d.wait_event("suppressed", recipient="gone@dst.test")[0]
+    assert ev["campaign"] == "s" and ev["reason"] == "unsubscribe"
+    wait_until(lambda: d.api("GET", "/v1/campaigns/s")[1]["counts"]["suppressed"] == 1, 10,
+               what="suppressed count")
+    assert explain(d, "s", "gone@dst.test")["state"] == "suppressed"
+    time.sleep(0.5)
+    assert len(rx.messages) == 1

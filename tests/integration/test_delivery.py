@@ -143,6 +143,54 @@ def test_rcpt_refused_bounces_with_dsn(sluiced, receiver):
     assert dsn[0].mail_from == ""
 
 
+def _send_with_ret(d, ret, body):
+    s = smtplib.SMTP("127.0.0.1", d.port, local_hostname="client.test", timeout=30)
+    try:
+        s.ehlo()
+        code, _ = s.mail("sender@src.test", ["RET=%s" % ret] if ret else [])
+        assert code == 250
+        assert s.rcpt("bad@dst.test")[0] == 250
+        assert s.data(msg(subject="returned", frm="sender@src.test", body=body))[0] == 250
+        s.quit()
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("ret", ["FULL", "HDRS", None])
+def test_dsn_returns_what_ret_asks_for(sluiced, receiver, ret):
+    """RFC 3461 4.3: RET=FULL returns the whole message (message/rfc822),
+    RET=HDRS and no RET return the headers (text/rfc822-headers)."""
+    rx = receiver(rcpt_reply=lambda a: "550 5.1.1 no such user" if a.startswith("bad") else None)
+    d = sluiced(route_conf(rx))
+    body = "line one\r\n.leading dot kept\r\nthe end\r\n"
+    _send_with_ret(d, ret, body)
+    dsn = [m for m in rx.wait_for(1) if m.mail_from == ""][0]
+    em, _, per_rcpt = dsn_parts(dsn)
+    assert per_rcpt[0]["Status"] == "5.1.1"
+    types = [p.get_content_type() for p in em.get_payload()]
+    if ret == "FULL":
+        assert types[-1] == "message/rfc822"
+        orig = em.get_payload()[-1].get_payload()[0]
+        assert orig["Subject"] == "returned"
+        assert orig.get_payload() == "line one\n.leading dot kept\nthe end\n" or \
+            orig.get_payload().replace("\r\n", "\n") == "line one\n.leading dot kept\nthe end\n"
+        assert "It is attached below." in em.get_payload()[0].get_payload()
+    else:
+        assert types[-1] == "text/rfc822-headers"
+        assert "the end" not in em.get_payload()[-1].get_payload()
+
+
+def test_dsn_ret_full_of_a_big_message_returns_headers(sluiced, receiver):
+    rx = receiver(rcpt_reply=lambda a: "550 5.1.1 no such user" if a.startswith("bad") else None)
+    d = sluiced(route_conf(rx))
+    _send_with_ret(d, "FULL", ("x" * 998 + "\r\n") * 1200)     # ~1.2 MB
+    dsn = [m for m in rx.wait_for(1, timeout=30) if m.mail_from == ""][0]
+    em, _, _ = dsn_parts(dsn)
+    assert em.get_payload()[-1].get_content_type() == "text/rfc822-headers"
+    assert "only its headers are" in em.get_payload()[0].get_payload()
+    assert len(dsn.data) < 300 * 1024
+
+
 def test_mail_refused_every_recipient_gets_it(sluiced, receiver):
     rx = receiver(mail_reply="553 5.7.1 sender refused")
     d = sluiced(route_conf(rx))
