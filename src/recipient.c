@@ -14,6 +14,7 @@
 #include "segment.h"
 #include "smtp_parse.h"
 #include "store.h"
+#include "suppress.h"
 #include "util.h"
 
 static json_t *
@@ -101,6 +102,17 @@ recipient_info(const char *address, json_t **out)
 	    "trap_suspect", hv.trap_suspect,
 	    "domain_trap_hits", (json_int_t)hv.dom.trap_hits,
 	    "domain_no_mx", time_or_null(hv.dom.no_mx)));
+	/* the global suppression entry, if any (scoped ones: GET /v1/suppression) */
+	struct suppress_entry se;
+	int sup = suppress_check(address, NULL, NULL, &se);
+	if (sup == 1)
+		json_object_set_new(o, "suppression", json_pack("{s:b,s:s,s:s,s:o,s:s}",
+		    "suppressed", 1, "reason", suppress_reason_name(se.reason), "scope",
+		    se.scope[0] ? se.scope : "global", "time", time_or_null(se.time),
+		    "source", se.source));
+	else
+		json_object_set_new(o, "suppression", sup == 0 ?
+		    json_pack("{s:b}", "suppressed", 0) : json_null());
 	*out = o;
 	return 200;
 }
@@ -119,13 +131,16 @@ recipient_spam_trap(const char *address, json_t **out)
 		*out = segment_json_error("unavailable", "the store is not open");
 		return 503;
 	}
+	/* the trap itself is never mailed again; its domain gets trap history */
+	suppress_add(address, SUP_SPAM_TRAP, "", "api spam-trap");
 	hygiene_note_trap(address, now_ms());
 	store_flush();
 	if (hygiene_domain_get(at + 1, &dh) < 0) {
 		*out = segment_json_error("store_error", "cannot read the store (see the log)");
 		return 500;
 	}
-	*out = json_pack("{s:s,s:s,s:I,s:o}", "recipient", address, "domain", at + 1,
-	    "trap_hits", (json_int_t)dh.trap_hits, "last_trap", time_or_null(dh.last_trap));
+	*out = json_pack("{s:s,s:s,s:I,s:o,s:b}", "recipient", address, "domain", at + 1,
+	    "trap_hits", (json_int_t)dh.trap_hits, "last_trap", time_or_null(dh.last_trap),
+	    "suppressed", 1);
 	return 200;
 }

@@ -32,10 +32,10 @@ def events(d, *evs):
 
 
 def done(d, cid, n):
-    """Wait until n recipients of cid are delivered or skipped."""
+    """Wait until n recipients of cid are delivered, skipped or suppressed."""
     def settled():
         c = d.api("GET", "/v1/campaigns/" + cid)[1]["counts"]
-        return c["delivered"] + c["skipped"] + c["bounced"] >= n
+        return c["delivered"] + c["skipped"] + c["bounced"] + c["suppressed"] >= n
     wait_until(settled, 60, what="campaign %s settled" % cid)
 
 
@@ -127,10 +127,13 @@ def test_spam_trap_suspect_is_flagged_not_dropped(sluiced, receiver):
     events(d, {"type": "send", "email": "dormant@traps.test", "time": iso, "campaign": "x"},
            {"type": "send", "email": "fresh@traps.test", "campaign": "x"})
     code, j = d.api("POST", "/v1/recipients/known-trap@traps.test/spam-trap")
-    assert code == 200 and j["trap_hits"] == 1, j
+    assert code == 200 and j["trap_hits"] == 1 and j["suppressed"] is True, j
+    sup = d.api("GET", "/v1/recipients/known-trap@traps.test")[1]["suppression"]
+    assert sup["suppressed"] is True and sup["reason"] == "spam-trap", sup
 
-    campaign(d, "s1", ["dormant@traps.test", "fresh@traps.test"])
-    done(d, "s1", 2)
+    campaign(d, "s1", ["dormant@traps.test", "fresh@traps.test", "known-trap@traps.test"])
+    done(d, "s1", 3)
+    # the known trap is suppressed; the suspect is sent, and flagged
     assert received(rx, "s1") == ["dormant@traps.test", "fresh@traps.test"]
     evs = {e["recipient"]: e for e in d.wait_event("delivery", n=2, campaign="s1")}
     assert evs["dormant@traps.test"].get("trap_suspect") is True
