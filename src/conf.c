@@ -18,12 +18,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "conf.h"
 #include "backoff.h"
 #include "bounce.h"
 #include "dkim.h"
 #include "log.h"
 #include "util.h"
+#include "verp.h"
 
 enum ctx {
 	CX_GLOBAL = 1, CX_LISTENER = 2, CX_SOURCE = 4, CX_POOL = 8,
@@ -108,6 +111,7 @@ static int d_selector(struct pstate *, void *, char **, int);
 static int d_mx(struct pstate *, void *, char **, int);
 static int d_route(struct pstate *, void *, char **, int);
 static int d_route_auth(struct pstate *, void *, char **, int);
+static int d_fbl_address(struct pstate *, void *, char **, int);
 static int d_soft_bounces(struct pstate *, void *, char **, int);
 
 #define G(f) offsetof(struct config, f)
@@ -155,6 +159,14 @@ static const struct directive table[] = {
 	  "FILE", "Ordered rules that suspend a site or lower its rate or connections when a remote reply says it throttles the sending IP. Default: the built-in copy of conf/backoff-rules.conf." },
 	{ "bounce-from", CX_GLOBAL, T_STR, 1, G(bounce_from), NULL, 0, 0, NULL, -1, NULL,
 	  "ADDRESS", "From address of delivery status notifications. Default MAILER-DAEMON@hostname." },
+	{ "bounce-domain", CX_GLOBAL, T_STR, 1, G(bounce_domain), NULL, 0, 0, NULL, -1, NULL,
+	  "DOMAIN", "Send with VERP: the envelope sender of each recipient is bounce+TOKEN@DOMAIN, and the listeners take bounces and complaints for DOMAIN from anyone. Needs verp-key. Default: none (the envelope sender is the message's own)." },
+	{ "verp-key", CX_GLOBAL, T_STR, 1, G(verp_keyfile), NULL, 0, 0, NULL, -1, NULL,
+	  "FILE", "HMAC-SHA256 secret of VERP tokens: 16 to 4096 bytes, not world-readable (head -c 32 /dev/urandom > FILE)." },
+	{ "verp-expire", CX_GLOBAL, T_DURATION, 1, G(verp_expire), "14d", 3600000, 0, NULL, -1, NULL,
+	  "DURATION", "How long after a message's arrival its VERP send records are kept (a bounce or complaint arriving later still counts, without the recipient)." },
+	{ "fbl-address", CX_GLOBAL, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_fbl_address,
+	  "ADDRESS", "A feedback-loop mailbox (repeatable): the listeners take mail for it from anyone and read it as a complaint or bounce report." },
 	{ "suppress-soft-bounces", CX_GLOBAL, T_CUSTOM, -1, 0, "3 7d", 0, 0, NULL, -1, d_soft_bounces,
 	  "N DURATION|off", "Suppress an address (reason soft-bounces) after N soft bounces in a row within DURATION: messages that expired, and 5xx replies that are Transient for SES (mailbox full). A delivery ends the run." },
 	{ "suppress-normalize-gmail", CX_GLOBAL, T_BOOL, 1, G(suppress_gmail), "no", 0, 0, NULL, -1, NULL,
@@ -356,6 +368,10 @@ set_value(struct pstate *ps, const struct directive *d, void *obj, char **args, 
 			ps->c->bounce_rules_line = ps->line;
 		if (d->off == G(backoff_rules) && d->ctx == CX_GLOBAL)
 			ps->c->backoff_rules_line = ps->line;
+		if (d->off == G(bounce_domain) && d->ctx == CX_GLOBAL)
+			ps->c->bounce_domain_line = ps->line;
+		if (d->off == G(verp_keyfile) && d->ctx == CX_GLOBAL)
+			ps->c->verp_key_line = ps->line;
 		return 0;
 	}
 	case T_INT: {
@@ -621,6 +637,21 @@ d_route_auth(struct pstate *ps, void *obj, char **args, int nargs)
 	free(l->route_pass);
 	l->route_user = xstrdup(args[0]);
 	l->route_pass = pw;
+	return 0;
+}
+
+static int
+d_fbl_address(struct pstate *ps, void *obj, char **args, int nargs)
+{
+	struct config *c = obj;
+	const char *at = strrchr(args[0], '@');
+
+	if (at == NULL || at == args[0] || at[1] == '\0' || strchr(args[0], '<') != NULL) {
+		perr(ps, ps->line, "fbl-address: \"%s\": expected local@domain", args[0]);
+		return -1;
+	}
+	c->fbl = xrealloc(c->fbl, sizeof(char *) * (size_t)(c->nfbl + 1));
+	c->fbl[c->nfbl++] = xstrdup(args[0]);
 	return 0;
 }
 
@@ -983,6 +1014,30 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 		perr(ps, block_line, "%s block is not closed with '}'", block_kind);
 }
 
+/* LDH labels separated by dots (a name we can put after the @ of a
+ * Return-Path). */
+static bool
+domain_name_ok(const char *d)
+{
+	size_t len = strlen(d), label = 0;
+
+	if (len == 0 || len > 253 || d[0] == '.' || d[len - 1] == '.')
+		return false;
+	for (const char *p = d; *p; p++) {
+		if (*p == '.') {
+			if (label == 0 || p[-1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)*p) && !(*p == '-' && label > 0))
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return true;
+}
+
 /* Checks after parsing: references, required pairs, keys. */
 static void
 validate(struct pstate *ps)
@@ -1043,6 +1098,21 @@ validate(struct pstate *ps)
 	c->backoff = backoff_rules_load(c->backoff_rules, berr, sizeof(berr));
 	if (c->backoff == NULL)
 		perr(ps, c->backoff_rules_line, "backoff-rules: %s", berr);
+	if (c->bounce_domain != NULL) {
+		if (!domain_name_ok(c->bounce_domain))
+			perr(ps, c->bounce_domain_line, "bounce-domain: \"%s\": expected a domain name",
+			    c->bounce_domain);
+		str_lower(c->bounce_domain);
+		if (c->verp_keyfile == NULL)
+			perr(ps, c->bounce_domain_line, "bounce-domain needs verp-key (the HMAC secret of the tokens)");
+	}
+	if (c->verp_keyfile != NULL) {
+		char e[512];
+		if (c->bounce_domain == NULL)
+			perr(ps, c->verp_key_line, "verp-key needs bounce-domain");
+		else if ((c->verp_key = verp_key_load(c->verp_keyfile, &c->verp_keylen, e, sizeof(e))) == NULL)
+			perr(ps, c->verp_key_line, "verp-key: %s", e);
+	}
 	for (int i = 0; i < c->ndkim; i++) {
 		struct dkim_conf *d = &c->dkim[i];
 		if (d->nsel == 0)
@@ -1133,6 +1203,15 @@ conf_free(struct config *c)
 	bounce_rules_free(c->bounce);
 	free(c->backoff_rules);
 	backoff_rules_free(c->backoff);
+	free(c->bounce_domain);
+	free(c->verp_keyfile);
+	if (c->verp_key != NULL) {
+		OPENSSL_cleanse(c->verp_key, c->verp_keylen);
+		free(c->verp_key);
+	}
+	for (int i = 0; i < c->nfbl; i++)
+		free(c->fbl[i]);
+	free(c->fbl);
 	for (int i = 0; i < c->nlisteners; i++) {
 		struct listener_conf *l = &c->listeners[i];
 		free(l->name);

@@ -151,6 +151,15 @@ struct config {
 	char *backoff_rules;           /* throttling reply rules file; NULL = built-in */
 	int backoff_rules_line;
 	struct backoff_rules *backoff; /* loaded rules (backoff.h) */
+	char *bounce_domain;           /* VERP Return-Path domain; NULL = no VERP */
+	int bounce_domain_line;
+	char *verp_keyfile;            /* HMAC secret of VERP tokens */
+	int verp_key_line;
+	uint8_t *verp_key;             /* loaded at validation (verp.h) */
+	size_t verp_keylen;
+	int64_t verp_expire;           /* ms a send record is kept after arrival */
+	char **fbl;                    /* feedback-loop addresses (fbl-address) */
+	int nfbl;
 	int suppress_soft_n;           /* soft bounces in a run that suppress; 0 = off */
 	int64_t suppress_soft_window;  /* ms: the run must fit in this */
 	bool suppress_gmail;           /* Gmail rule in address normalisation */

@@ -28,6 +28,7 @@
 #include "site.h"
 #include "smtp_client.h"
 #include "util.h"
+#include "verp.h"
 #include "worker.h"
 
 #define SITE_BUCKETS 1024
@@ -742,12 +743,19 @@ lc_next_txn(void *owner, struct smtp_conn *c)
 	struct txn *t = xcalloc(1, sizeof(*t));
 	int max = MIN(s->lim.max_rcpt_per_msg, TXN_MAX_RCPT);
 	int want = 0;
+	/* VERP: each recipient has its own envelope sender, so its own
+	 * transaction (as PowerMTA does) */
+	bool verp = verp_applies(conf, r->msg->sm.sender, r->msg->sm.flags);
+	if (verp)
+		max = 1;
 	/* the recipients of this message waiting here are adjacent */
 	for (struct qrcpt *q = r; q && q->msg == r->msg && want < max; q = TAILQ_NEXT(q, link))
 		want++;
 	t->msg = r->msg;
 	atomic_fetch_add(&t->msg->refs, 1);
 	t->sender = t->msg->sm.sender;
+	if (verp && verp_address(conf, t->msg->sm.id, r->idx, t->verp, sizeof(t->verp)))
+		t->sender = t->verp;
 	t->rcpt = xcalloc((size_t)want, sizeof(*t->rcpt));
 	while (r != NULL && r->msg == t->msg && t->nrcpt < want) {
 		struct qrcpt *next = TAILQ_NEXT(r, link);

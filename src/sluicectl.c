@@ -78,6 +78,8 @@ static const char usage_text[] =
 "  recipient EMAIL               a recipient's engagement, score with its parts,\n"
 "                                segment and list-hygiene verdict\n"
 "  dkim ...                      DKIM key tools (sluicectl dkim help)\n"
+"  verp keygen FILE              write a new VERP key (verp-key)\n"
+"  verp check ADDRESS            is ADDRESS a valid VERP address, and of which send\n"
 "  user hash USER                read a password on standard input and print\n"
 "                                the auth-users line (salted PBKDF2-SHA256)\n"
 "  help                          this text\n"
@@ -1146,6 +1148,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "dkim") == 0)
 		return ctl_dkim(&o, argc, argv);    /* argv[0] is "dkim" */
+	if (strcmp(cmd, "verp") == 0)
+		return ctl_verp(&o, argc, argv);    /* argv[0] is "verp" */
 	if (strcmp(cmd, "user") == 0)
 		return ctl_user(argc, argv);
 
