@@ -83,6 +83,7 @@ worker_fini(struct worker *w)
 	w->dns = NULL;
 	sites_free(w);
 	sched_free(w);
+	campaign_worker_fini(w);
 }
 
 static void

@@ -370,3 +370,25 @@ def test_requests_share_a_connection_around_a_streamed_body(sluiced, receiver):
     r = c.getresponse()
     assert r.status == 200 and json.loads(r.read())["counts"]["scheduled"] == 3000
     c.close()
+
+
+def test_client_hanging_up_mid_body_leaves_nothing(sluiced, receiver):
+    import socket
+    rx = receiver()
+    d = sluiced(conf(rx))
+    first = json.dumps({"id": "gone", "from": "a@src.test", "text": "x", "max_delay": "0"})
+    lines = (first + "\n" + "".join('{"email":"g%d@dst.test"}\n' % i
+                                    for i in range(25000))).encode()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(d.control)
+    s.sendall(b"POST /v1/campaigns HTTP/1.1\r\nHost: localhost\r\n"
+              b"Content-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n"
+              % (len(lines) + 1000))
+    s.sendall(lines)         # more than a batch is written, then the client is gone
+    time.sleep(1)
+    s.close()
+    wait_until(lambda: d.api("GET", "/v1/campaigns/gone")[0] == 404, 10,
+               what="the half-loaded campaign removed")
+    assert "event=campaign-rolled-back campaign=gone" in d.log_text()
+    time.sleep(1)
+    assert rx.messages == []
