@@ -18,16 +18,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "conf.h"
 #include "backoff.h"
 #include "bounce.h"
 #include "dkim.h"
 #include "log.h"
 #include "util.h"
+#include "verp.h"
+#include "warmup.h"
 
 enum ctx {
 	CX_GLOBAL = 1, CX_LISTENER = 2, CX_SOURCE = 4, CX_POOL = 8,
-	CX_DOMAIN = 16, CX_PROVIDER = 32, CX_DKIM = 64,
+	CX_DOMAIN = 16, CX_PROVIDER = 32, CX_DKIM = 64, CX_WSCHED = 128,
 };
 #define CX_SITE (CX_DOMAIN | CX_PROVIDER)
 
@@ -108,7 +112,12 @@ static int d_selector(struct pstate *, void *, char **, int);
 static int d_mx(struct pstate *, void *, char **, int);
 static int d_route(struct pstate *, void *, char **, int);
 static int d_route_auth(struct pstate *, void *, char **, int);
+static int d_fbl_address(struct pstate *, void *, char **, int);
 static int d_soft_bounces(struct pstate *, void *, char **, int);
+static int d_warmup(struct pstate *, void *, char **, int);
+static int d_warmup_start(struct pstate *, void *, char **, int);
+static int d_wday(struct pstate *, void *, char **, int);
+static int d_wfile(struct pstate *, void *, char **, int);
 
 #define G(f) offsetof(struct config, f)
 #define LI(f) offsetof(struct listener_conf, f)
@@ -155,6 +164,14 @@ static const struct directive table[] = {
 	  "FILE", "Ordered rules that suspend a site or lower its rate or connections when a remote reply says it throttles the sending IP. Default: the built-in copy of conf/backoff-rules.conf." },
 	{ "bounce-from", CX_GLOBAL, T_STR, 1, G(bounce_from), NULL, 0, 0, NULL, -1, NULL,
 	  "ADDRESS", "From address of delivery status notifications. Default MAILER-DAEMON@hostname." },
+	{ "bounce-domain", CX_GLOBAL, T_STR, 1, G(bounce_domain), NULL, 0, 0, NULL, -1, NULL,
+	  "DOMAIN", "Send with VERP: the envelope sender of each recipient is bounce+TOKEN@DOMAIN, and the listeners take bounces and complaints for DOMAIN from anyone. Needs verp-key. Default: none (the envelope sender is the message's own)." },
+	{ "verp-key", CX_GLOBAL, T_STR, 1, G(verp_keyfile), NULL, 0, 0, NULL, -1, NULL,
+	  "FILE", "HMAC-SHA256 secret of VERP tokens: 16 to 4096 bytes, not world-readable (head -c 32 /dev/urandom > FILE)." },
+	{ "verp-expire", CX_GLOBAL, T_DURATION, 1, G(verp_expire), "14d", 3600000, 0, NULL, -1, NULL,
+	  "DURATION", "How long after a message's arrival its VERP send records are kept (a bounce or complaint arriving later still counts, without the recipient)." },
+	{ "fbl-address", CX_GLOBAL, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_fbl_address,
+	  "ADDRESS", "A feedback-loop mailbox (repeatable): the listeners take mail for it from anyone and read it as a complaint or bounce report." },
 	{ "suppress-soft-bounces", CX_GLOBAL, T_CUSTOM, -1, 0, "3 7d", 0, 0, NULL, -1, d_soft_bounces,
 	  "N DURATION|off", "Suppress an address (reason soft-bounces) after N soft bounces in a row within DURATION: messages that expired, and 5xx replies that are Transient for SES (mailbox full). A delivery ends the run." },
 	{ "suppress-normalize-gmail", CX_GLOBAL, T_BOOL, 1, G(suppress_gmail), "no", 0, 0, NULL, -1, NULL,
@@ -173,6 +190,8 @@ static const struct directive table[] = {
 	  "NAME { ... }", "A mailbox provider recognised by its MX host names; its domains share one queue." },
 	{ "dkim", CX_GLOBAL, T_BLOCK, 1, 0, NULL, 0, 0, NULL, -1, NULL,
 	  "DOMAIN { ... }", "DKIM signing keys for a From domain." },
+	{ "warmup-schedule", CX_GLOBAL, T_BLOCK, 1, 0, NULL, 0, 0, NULL, -1, NULL,
+	  "NAME { ... }", "An IP warm-up schedule: daily caps per provider, day by day (day and file lines)." },
 
 	/* listener */
 	{ "relay-from", CX_LISTENER, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_relay_from,
@@ -213,6 +232,16 @@ static const struct directive table[] = {
 	  "IP", "Local address outgoing connections bind to." },
 	{ "ehlo", CX_SOURCE, T_STR, 1, SO(ehlo), NULL, 0, 0, NULL, -1, NULL,
 	  "NAME", "EHLO name for this source (should match the address's PTR). Default: hostname." },
+	{ "warmup", CX_SOURCE, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_warmup,
+	  "SCHEDULE|default|off", "Warm this source up: daily caps per provider from a warmup-schedule (default: the built-in 30-day plan, conf/warmup-default.conf). Above a cap, mail goes to another source of its pool with room, or waits for the next UTC day." },
+	{ "warmup-start", CX_SOURCE, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_warmup_start,
+	  "YYYY-MM-DD", "Day 1 of the warm-up (UTC). Default: the day the source first sends under its schedule, kept in the store." },
+
+	/* warmup-schedule */
+	{ "day", CX_WSCHED, T_CUSTOM, -1, 0, NULL, 0, 0, NULL, -1, d_wday,
+	  "N PROVIDER CAP [PROVIDER CAP ...]", "Caps from day N on (until the next listed day): recipients per UTC day to a provider (a provider block's name; * = every other destination), or unlimited. Days ascend from day 1; after the last listed day the warm-up is complete." },
+	{ "file", CX_WSCHED, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_wfile,
+	  "FILE", "Read day lines from FILE (the format of conf/warmup-default.conf)." },
 
 	/* pool */
 	{ "source", CX_POOL, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_pool_source,
@@ -307,6 +336,7 @@ ctx_name(int ctx)
 	case CX_DOMAIN: return "a domain block";
 	case CX_PROVIDER: return "a provider block";
 	case CX_DKIM: return "a dkim block";
+	case CX_WSCHED: return "a warmup-schedule block";
 	}
 	return "?";
 }
@@ -342,6 +372,10 @@ set_value(struct pstate *ps, const struct directive *d, void *obj, char **args, 
 			ps->c->bounce_rules_line = ps->line;
 		if (d->off == G(backoff_rules) && d->ctx == CX_GLOBAL)
 			ps->c->backoff_rules_line = ps->line;
+		if (d->off == G(bounce_domain) && d->ctx == CX_GLOBAL)
+			ps->c->bounce_domain_line = ps->line;
+		if (d->off == G(verp_keyfile) && d->ctx == CX_GLOBAL)
+			ps->c->verp_key_line = ps->line;
 		return 0;
 	}
 	case T_INT: {
@@ -611,6 +645,32 @@ d_route_auth(struct pstate *ps, void *obj, char **args, int nargs)
 }
 
 static int
+d_fbl_address(struct pstate *ps, void *obj, char **args, int nargs)
+{
+	struct config *c = obj;
+	const char *at = strrchr(args[0], '@');
+
+	if (at == NULL || at == args[0] || at[1] == '\0' || strchr(args[0], '<') != NULL) {
+		perr(ps, ps->line, "fbl-address: \"%s\": expected local@domain", args[0]);
+		return -1;
+	}
+	c->fbl = xrealloc(c->fbl, sizeof(char *) * (size_t)(c->nfbl + 1));
+	c->fbl[c->nfbl++] = xstrdup(args[0]);
+	return 0;
+}
+
+static int
+d_warmup(struct pstate *ps, void *obj, char **args, int nargs)
+{
+	struct source_conf *s = obj;
+
+	free(s->warmup);
+	s->warmup = xstrdup(args[0]);
+	s->warmup_line = ps->line;
+	return 0;
+}
+
+static int
 d_soft_bounces(struct pstate *ps, void *obj, char **args, int nargs)
 {
 	struct config *c = obj;
@@ -650,6 +710,49 @@ d_soft_bounces(struct pstate *ps, void *obj, char **args, int nargs)
 	c->suppress_soft_n = (int)n;
 	c->suppress_soft_window = ms;
 	return 0;
+}
+
+static int
+d_warmup_start(struct pstate *ps, void *obj, char **args, int nargs)
+{
+	struct source_conf *s = obj;
+
+	if (warmup_parse_date(args[0], &s->warmup_start) < 0) {
+		perr(ps, ps->line, "warmup-start: \"%s\": expected a date YYYY-MM-DD", args[0]);
+		return -1;
+	}
+	s->has_warmup_start = true;
+	return 0;
+}
+
+static int
+d_wday(struct pstate *ps, void *obj, char **args, int nargs)
+{
+	char err[512];
+
+	if (warmup_schedule_add_day(obj, args, nargs, ps->line, err, sizeof(err)) < 0) {
+		perr(ps, ps->line, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+d_wfile(struct pstate *ps, void *obj, char **args, int nargs)
+{
+	struct warmup_schedule *s = obj;
+	char err[512];
+	char *text = read_file(args[0], NULL);
+
+	if (text == NULL) {
+		perr(ps, ps->line, "file: cannot read %s: %s", args[0], strerror(errno));
+		return -1;
+	}
+	int rc = warmup_schedule_parse(s, text, err, sizeof(err));
+	free(text);
+	if (rc < 0)
+		perr(ps, ps->line, "file: %s:%s", args[0], err);
+	return rc;
 }
 
 /* Tokenizer */
@@ -836,6 +939,21 @@ open_block(struct pstate *ps, const char *kind, const char *arg, int line, int *
 		*ctx = CX_DKIM;
 		return d;
 	}
+	if (strcmp(kind, "warmup-schedule") == 0) {
+		for (int i = 0; i < c->nwscheds; i++)
+			if (strcasecmp(c->wscheds[i]->name, arg) == 0) {
+				perr(ps, line, "warmup-schedule %s is defined twice (first at %s:%d)", arg,
+				    c->wscheds[i]->file, c->wscheds[i]->line);
+				return NULL;
+			}
+		struct warmup_schedule *s = warmup_schedule_new(arg);
+		s->file = ps->file;
+		s->line = line;
+		c->wscheds = xrealloc(c->wscheds, sizeof(*c->wscheds) * (size_t)(c->nwscheds + 1));
+		c->wscheds[c->nwscheds++] = s;
+		*ctx = CX_WSCHED;
+		return s;
+	}
 	return NULL;
 #undef DUP_CHECK
 #undef GROW
@@ -897,7 +1015,7 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 		int di = (int)(d - table);
 		i++;
 		/* gather arguments */
-		char *args[8];
+		char *args[132];
 		int nargs = 0;
 		if (d->nargs < 0) {
 			while (i < n && t[i].line == line && t[i].brace != '}' &&
@@ -905,6 +1023,12 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 				args[nargs++] = t[i++].s;
 			if (nargs == 0) {
 				perr(ps, line, "%s: expected %s", d->name, d->args);
+				continue;
+			}
+			if (i < n && t[i].line == line && !t[i].brace) {
+				perr(ps, line, "%s: more than %d words", d->name, (int)ARRAY_SIZE(args));
+				while (i < n && t[i].line == line && !t[i].brace)
+					i++;
 				continue;
 			}
 		} else {
@@ -952,7 +1076,7 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 		}
 		/* repeatable: custom list directives; everything else once per block */
 		bool repeatable = d->type == T_CUSTOM && d->fn != d_route && d->fn != d_route_auth &&
-		    d->fn != d_soft_bounces;
+		    d->fn != d_soft_bounces && d->fn != d_warmup && d->fn != d_warmup_start;
 		uint64_t *s = ctx == CX_GLOBAL ? gseen : seen;
 		if (!repeatable && (s[di / 64] & (1ULL << (di % 64)))) {
 			perr(ps, line, "%s is given twice in %s", d->name, ctx == CX_GLOBAL ? "the config" : ctx_name(ctx));
@@ -967,6 +1091,30 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 	}
 	if (ctx != CX_GLOBAL)
 		perr(ps, block_line, "%s block is not closed with '}'", block_kind);
+}
+
+/* LDH labels separated by dots (a name we can put after the @ of a
+ * Return-Path). */
+static bool
+domain_name_ok(const char *d)
+{
+	size_t len = strlen(d), label = 0;
+
+	if (len == 0 || len > 253 || d[0] == '.' || d[len - 1] == '.')
+		return false;
+	for (const char *p = d; *p; p++) {
+		if (*p == '.') {
+			if (label == 0 || p[-1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)*p) && !(*p == '-' && label > 0))
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return true;
 }
 
 /* Checks after parsing: references, required pairs, keys. */
@@ -1022,6 +1170,42 @@ validate(struct pstate *ps)
 		if (p->dkim_domain && conf_dkim(c, p->dkim_domain) == NULL)
 			perr(ps, p->line, "pool %s: dkim-domain %s has no dkim block", p->name, p->dkim_domain);
 	}
+	for (int i = 0; i < c->nwscheds; i++)
+		if (c->wscheds[i]->ndays == 0)
+			perr(ps, c->wscheds[i]->line, "warmup-schedule %s has no day lines",
+			    c->wscheds[i]->name);
+	for (int i = 0; i < c->nsources; i++) {
+		struct source_conf *s = &c->sources[i];
+		const struct warmup_schedule *ws = NULL;
+		if (s->warmup == NULL || strcmp(s->warmup, "off") == 0) {
+			if (s->has_warmup_start)
+				perr(ps, s->line, "source %s: warmup-start needs warmup", s->name);
+			continue;
+		}
+		for (int k = 0; k < c->nwscheds && ws == NULL; k++)
+			if (strcasecmp(c->wscheds[k]->name, s->warmup) == 0)
+				ws = c->wscheds[k];
+		if (ws == NULL && strcmp(s->warmup, "default") == 0) {
+			/* the built-in plan, unless the config defines its own "default" */
+			char werr[512];
+			struct warmup_schedule *d = warmup_schedule_new("default");
+			d->file = intern(c, "(built-in warmup-default.conf)");
+			if (warmup_schedule_parse(d, warmup_default_text, werr, sizeof(werr)) < 0)
+				fatal("event=bug msg=\"built-in warm-up schedule does not parse: %s\"", werr);
+			c->wscheds = xrealloc(c->wscheds, sizeof(*c->wscheds) * (size_t)(c->nwscheds + 1));
+			c->wscheds[c->nwscheds++] = d;
+			ws = d;
+		}
+		if (ws == NULL) {
+			perr(ps, s->warmup_line, "source %s: warmup: no warmup-schedule named \"%s\"",
+			    s->name, s->warmup);
+			continue;
+		}
+		if (ws->ndays == 0)
+			continue;
+		s->wsched = ws;
+		c->nwarmup++;
+	}
 	char berr[1024];
 	c->bounce = bounce_rules_load(c->bounce_rules, berr, sizeof(berr));
 	if (c->bounce == NULL)
@@ -1029,6 +1213,21 @@ validate(struct pstate *ps)
 	c->backoff = backoff_rules_load(c->backoff_rules, berr, sizeof(berr));
 	if (c->backoff == NULL)
 		perr(ps, c->backoff_rules_line, "backoff-rules: %s", berr);
+	if (c->bounce_domain != NULL) {
+		if (!domain_name_ok(c->bounce_domain))
+			perr(ps, c->bounce_domain_line, "bounce-domain: \"%s\": expected a domain name",
+			    c->bounce_domain);
+		str_lower(c->bounce_domain);
+		if (c->verp_keyfile == NULL)
+			perr(ps, c->bounce_domain_line, "bounce-domain needs verp-key (the HMAC secret of the tokens)");
+	}
+	if (c->verp_keyfile != NULL) {
+		char e[512];
+		if (c->bounce_domain == NULL)
+			perr(ps, c->verp_key_line, "verp-key needs bounce-domain");
+		else if ((c->verp_key = verp_key_load(c->verp_keyfile, &c->verp_keylen, e, sizeof(e))) == NULL)
+			perr(ps, c->verp_key_line, "verp-key: %s", e);
+	}
 	for (int i = 0; i < c->ndkim; i++) {
 		struct dkim_conf *d = &c->dkim[i];
 		if (d->nsel == 0)
@@ -1119,6 +1318,15 @@ conf_free(struct config *c)
 	bounce_rules_free(c->bounce);
 	free(c->backoff_rules);
 	backoff_rules_free(c->backoff);
+	free(c->bounce_domain);
+	free(c->verp_keyfile);
+	if (c->verp_key != NULL) {
+		OPENSSL_cleanse(c->verp_key, c->verp_keylen);
+		free(c->verp_key);
+	}
+	for (int i = 0; i < c->nfbl; i++)
+		free(c->fbl[i]);
+	free(c->fbl);
 	for (int i = 0; i < c->nlisteners; i++) {
 		struct listener_conf *l = &c->listeners[i];
 		free(l->name);
@@ -1144,7 +1352,11 @@ conf_free(struct config *c)
 		free(c->sources[i].name);
 		free(c->sources[i].address);
 		free(c->sources[i].ehlo);
+		free(c->sources[i].warmup);
 	}
+	for (int i = 0; i < c->nwscheds; i++)
+		warmup_schedule_free(c->wscheds[i]);
+	free(c->wscheds);
 	free(c->sources);
 	for (int i = 0; i < c->ndomains; i++) {
 		free(c->domains[i].name);
@@ -1343,7 +1555,7 @@ conf_retry_delay(const struct site_limits *l, int attempt)
 void
 conf_print_directives(void)
 {
-	static const int order[] = { CX_GLOBAL, CX_LISTENER, CX_SOURCE, CX_POOL, CX_DKIM, CX_PROVIDER, CX_DOMAIN };
+	static const int order[] = { CX_GLOBAL, CX_LISTENER, CX_SOURCE, CX_POOL, CX_DKIM, CX_PROVIDER, CX_DOMAIN, CX_WSCHED };
 	for (size_t o = 0; o < ARRAY_SIZE(order); o++) {
 		printf("# %s\n", ctx_name(order[o]));
 		for (size_t i = 0; i < ARRAY_SIZE(table); i++) {

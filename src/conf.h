@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include "util.h"
 
+struct warmup_schedule;
+
 enum tls_mode { TLS_NONE, TLS_OPPORTUNISTIC, TLS_REQUIRED, TLS_VERIFY };
 enum auth_mode { AUTH_NONE, AUTH_OPTIONAL, AUTH_REQUIRED };
 enum dkim_alg { DKIM_RSA, DKIM_ED25519 };
@@ -94,6 +96,11 @@ struct source_conf {
 	char *name;
 	char *address;                 /* local IP to bind; NULL = any */
 	char *ehlo;                    /* EHLO name; default: global hostname */
+	char *warmup;                  /* warm-up schedule name, "default", "off"; NULL = none */
+	int warmup_line;
+	const struct warmup_schedule *wsched; /* resolved; NULL = no warm-up */
+	bool has_warmup_start;
+	int64_t warmup_start;          /* warmup-start: UTC days since the epoch */
 	const char *file; int line;
 };
 
@@ -151,6 +158,15 @@ struct config {
 	char *backoff_rules;           /* throttling reply rules file; NULL = built-in */
 	int backoff_rules_line;
 	struct backoff_rules *backoff; /* loaded rules (backoff.h) */
+	char *bounce_domain;           /* VERP Return-Path domain; NULL = no VERP */
+	int bounce_domain_line;
+	char *verp_keyfile;            /* HMAC secret of VERP tokens */
+	int verp_key_line;
+	uint8_t *verp_key;             /* loaded at validation (verp.h) */
+	size_t verp_keylen;
+	int64_t verp_expire;           /* ms a send record is kept after arrival */
+	char **fbl;                    /* feedback-loop addresses (fbl-address) */
+	int nfbl;
 	int suppress_soft_n;           /* soft bounces in a run that suppress; 0 = off */
 	int64_t suppress_soft_window;  /* ms: the run must fit in this */
 	bool suppress_gmail;           /* Gmail rule in address normalisation */
@@ -161,6 +177,8 @@ struct config {
 	struct domain_conf *domains;     int ndomains;   /* domains[0] is "*" */
 	struct provider_conf *providers; int nproviders;
 	struct dkim_conf *dkim;          int ndkim;
+	struct warmup_schedule **wscheds; int nwscheds; /* warmup-schedule blocks (+ "default") */
+	int nwarmup;                   /* sources with a warm-up schedule */
 
 	char **strings; int nstrings;  /* file names for origins, freed with the config */
 };

@@ -61,6 +61,7 @@
 #include "suppress.h"
 #include "suppress_io.h"
 #include "util.h"
+#include "warmup.h"
 #include "worker.h"
 
 #define CTL_MAX_RCPTS     10000            /* recipients per POST /v1/messages */
@@ -586,6 +587,9 @@ site_json(struct site *s, bool full, int64_t oldest)
 		    l->backoff_reason ? json_text(l->backoff_reason) : json_null());
 		json_object_set_new(lj, "backoff_rule_line", json_integer(l->backoff_line));
 		json_object_set_new(lj, "backoff_ok_left", json_integer(l->backoff_ok_left));
+		/* warm-up: the source has used today's cap for this site's provider */
+		json_object_set_new(lj, "warmup_cap_reached", json_boolean(warmup_active() &&
+		    warmup_room(l->source, s->prov ? s->prov->name : NULL) <= 0));
 		json_array_append_new(lanes, lj);
 	}
 	json_object_set_new(o, "lanes", lanes);
@@ -883,6 +887,13 @@ h_status(struct evhttp_request *req, char **params)
 	    "bounced", (json_int_t)atomic_load(&qstats.bounced),
 	    "expired", (json_int_t)atomic_load(&qstats.expired)));
 	reply_json(req, 200, o);
+}
+
+/* Warm-up counters are process-wide atomics: no worker needs asking. */
+static void
+h_warmup(struct evhttp_request *req, char **params)
+{
+	reply_json(req, 200, warmup_status_json());
 }
 
 static void
@@ -2051,6 +2062,7 @@ static const struct route {
 	{ "v1/suppression/*",     EVHTTP_REQ_GET,    h_supp_get },
 	{ "v1/suppression/*",     EVHTTP_REQ_PUT,    h_supp_put },
 	{ "v1/suppression/*",     EVHTTP_REQ_DELETE, h_supp_delete },
+	{ "v1/warmup",            EVHTTP_REQ_GET,    h_warmup },
 };
 
 static const char *

@@ -32,6 +32,7 @@
 #include "smtp_parse.h"
 #include "suppress.h"
 #include "util.h"
+#include "verp.h"
 #include "worker.h"
 
 struct queue_stats qstats;
@@ -689,6 +690,24 @@ outcome_event(const char *type, struct qrcpt *r, const struct smtp_reply *rep,
 	acct_emit(&j);
 }
 
+/* What a bounce or complaint arriving later needs to name this send. */
+static void
+record_send(struct qrcpt *r)
+{
+	const struct qmsg *m = r->msg;
+	struct verp_send vs;
+	const char *v;
+
+	memset(&vs, 0, sizeof(vs));
+	vs.time = now_ms();
+	snprintf(vs.rcpt, sizeof(vs.rcpt), "%s", qrcpt_addr(r));
+	snprintf(vs.sender, sizeof(vs.sender), "%s", m->sm.sender);
+	snprintf(vs.campaign, sizeof(vs.campaign), "%s", m->sm.campaign ? m->sm.campaign : "");
+	snprintf(vs.message_id, sizeof(vs.message_id), "%s", (v = meta(m, "message_id")) ? v : "");
+	snprintf(vs.pool, sizeof(vs.pool), "%s", m->sm.pool ? m->sm.pool : "");
+	verp_record(m->sm.id, r->idx, &vs);
+}
+
 /*
  * A 5xx for r, classified: Permanent (SES) puts the address on the
  * suppression list at once; a mailbox-full or unclassified one counts as a
@@ -701,11 +720,7 @@ suppress_bounce(struct qrcpt *r, const struct bounce_class *bc)
 	char src[64];
 
 	snprintf(src, sizeof(src), "bounce %s", r->msg->sm.id);
-	if (strcmp(bc->ses_type, "Permanent") == 0)
-		suppress_note_bounce(qrcpt_addr(r), true, bc->category, src);
-	else if (strcmp(bc->ses_type, "Undetermined") == 0 ||
-	    strcmp(bc->ses_subtype, "MailboxFull") == 0)
-		suppress_note_bounce(qrcpt_addr(r), false, bc->category, src);
+	suppress_note_failure(qrcpt_addr(r), bc->ses_type, bc->ses_subtype, bc->category, src);
 }
 
 void
@@ -723,6 +738,8 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 
 	if (cls == 2) {
 		outcome_event("delivery", r, rep, ai, attempt, 0, NULL);
+		if (verp_applies(conf, m->sm.sender, m->sm.flags))
+			record_send(r);
 		log_info("event=delivered id=%s rcpt=%s site=%s mx=%s attempt=%d", m->sm.id,
 		    qrcpt_addr(r), ai->site ? ai->site : "-", ai->mx ? ai->mx : "-", attempt);
 		atomic_fetch_add(&qstats.delivered, 1);
@@ -735,9 +752,10 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 	if (cls == 5) {
 		struct bounce_class bc;
 		bounce_classify(conf->bounce, rep->code, rep->enh, rep->text, &bc);
-		outcome_event("bounce", r, rep, ai, attempt, 0, &bc);
+		/* the list's write is queued before the event is out */
 		if (!ai->admin)
 			suppress_bounce(r, &bc);
+		outcome_event("bounce", r, rep, ai, attempt, 0, &bc);
 		log_info("event=bounced id=%s rcpt=%s site=%s code=%d status=%s", m->sm.id,
 		    qrcpt_addr(r), ai->site ? ai->site : "-", rep->code, rep->enh);
 		atomic_fetch_add(&qstats.bounced, 1);

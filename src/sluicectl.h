@@ -21,4 +21,7 @@ int ctl_suppression(const struct ctl_opts *o, int argc, char **argv);
  * argv[0] is "campaign" or "events"). Returns the exit code. */
 int ctl_campaign(const struct ctl_opts *o, int argc, char **argv);
 
+/* `sluicectl verp keygen|check ...` (ctl_verp.c). Returns the exit code. */
+int ctl_verp(const struct ctl_opts *o, int argc, char **argv);
+
 #endif

@@ -35,6 +35,7 @@
 #include "spool.h"
 #include "campaign.h"
 #include "store.h"
+#include "warmup.h"
 #include "util.h"
 #include "worker.h"
 
@@ -369,6 +370,7 @@ main(int argc, char **argv)
 	smtp_server_free();
 	queue_shutdown();
 	store_close();
+	warmup_shutdown();
 	if (conf->pidfile)
 		unlink(conf->pidfile);
 	log_info("event=stopped");

@@ -43,6 +43,7 @@ struct txn_rcpt {
 struct txn {
 	struct qmsg *msg;              /* holds a reference for the txn's life */
 	const char *sender;            /* MAIL FROM (VERP applied), "" = null */
+	char verp[128];                /* the VERP sender when sender points here */
 	int nrcpt;
 	struct txn_rcpt *rcpt;
 };

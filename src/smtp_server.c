@@ -12,6 +12,11 @@
  * - Never an open relay: RCPT is refused (550 5.7.1) unless the client's
  *   address is in relay-from or it authenticated. AUTH is offered and
  *   accepted only under TLS, and only when the listener has auth-users.
+ *   The one exception is mail for sluice itself: VERP addresses of the
+ *   bounce-domain whose token verifies, and fbl-address mailboxes, are
+ *   accepted from anyone and read as reports (inbound.c), never queued;
+ *   a forged token is 550 5.7.1, and a transaction never mixes reports
+ *   with relayed recipients (452 4.5.3).
  * - Bounded memory per session: an input line longer than max-line-length
  *   is discarded as it arrives (the read high watermark caps the input
  *   buffer) and answered once its LF shows up; output is not produced
@@ -80,14 +85,17 @@
 
 #include "auth.h"
 #include "conf.h"
+#include "inbound.h"
 #include "inject.h"
 #include "log.h"
 #include "smtp_parse.h"
 #include "smtp_server.h"
 #include "suppress.h"
 #include "spool.h"
+#include "store.h"
 #include "tls.h"
 #include "util.h"
+#include "verp.h"
 #include "worker.h"
 
 #define OUT_HIGH        (256 * 1024)   /* stop taking commands above this much unsent output */
@@ -184,6 +192,10 @@ enum data_err { DE_NONE, DE_SIZE, DE_LINE, DE_HEADERS, DE_HOPS, DE_NUL };
 
 enum auth_step { AS_PLAIN, AS_LOGIN_USER, AS_LOGIN_PASS };
 
+/* What a transaction's recipients are: mail to relay, or reports for the
+ * bounce domain / FBL mailboxes (read here, never relayed). */
+enum rkind { RK_NONE, RK_RELAY, RK_REPORT };
+
 struct session {
 	TAILQ_ENTRY(session) link;
 	struct srv_worker *sw;
@@ -221,6 +233,10 @@ struct session {
 	int ret_flag;                  /* MF_RET_HDRS, MF_RET_FULL or 0 (RET=) */
 	struct spool_rcpt *rcpts;
 	int nrcpt;
+	enum rkind rkind;              /* reports or relayed mail (never both) */
+	struct verp_token tok[INBOUND_MAX_TOKENS];   /* VERP recipients' tokens */
+	int ntok;
+	bool fbl;                      /* a recipient is an FBL mailbox */
 	struct inject_supp *supp;      /* suppressed recipients accepted and dropped */
 	int nsupp;
 	struct evbuffer *data;
@@ -379,6 +395,9 @@ txn_reset(struct session *s)
 	free(s->rcpts);
 	s->rcpts = NULL;
 	s->nrcpt = 0;
+	s->rkind = RK_NONE;
+	s->ntok = 0;
+	s->fbl = false;
 	for (int i = 0; i < s->nsupp; i++)
 		free(s->supp[i].addr);
 	free(s->supp);
@@ -661,6 +680,39 @@ cmd_helo(struct session *s, struct smtp_cmd *cmd)
 
 /* ---- MAIL / RCPT ---- */
 
+static bool
+takes_reports(const struct config *c)
+{
+	return c->bounce_domain != NULL || c->nfbl > 0;
+}
+
+/*
+ * Is addr a report address? 1 yes (a valid VERP token into *tok with
+ * *is_verp, or an FBL mailbox), 0 no; -1 a "bounce+" local part at the
+ * bounce domain whose token does not verify; -2 another local part at the
+ * bounce domain (no such mailbox).
+ */
+static int
+report_address(const struct config *c, const char *addr, struct verp_token *tok, bool *is_verp)
+{
+	const char *local;
+	size_t llen;
+
+	*is_verp = false;
+	if (verp_is_fbl(c, addr))
+		return 1;
+	if (!verp_is_bounce_domain(c, addr, &local, &llen))
+		return 0;
+	switch (verp_check(c->verp_key, c->verp_keylen, local, llen, tok)) {
+	case 1:
+		*is_verp = true;
+		return 1;
+	case -1:
+		return -1;
+	}
+	return -2;
+}
+
 static void
 cmd_mail(struct session *s, struct smtp_cmd *cmd)
 {
@@ -677,7 +729,9 @@ cmd_mail(struct session *s, struct smtp_cmd *cmd)
 		reply_err(s, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
-	if (lc->auth == AUTH_REQUIRED && !s->authed) {
+	/* with inbound reports configured, AUTH is asked for at RCPT, for
+	 * recipients that are not report addresses */
+	if (lc->auth == AUTH_REQUIRED && !s->authed && !takes_reports(s->cfg->c)) {
 		reply_err(s, "530 5.7.0 Authentication required");
 		return;
 	}
@@ -789,9 +843,38 @@ cmd_rcpt(struct session *s, struct smtp_cmd *cmd)
 		reply_err(s, "553 5.6.7 Non-ASCII recipient address needs SMTPUTF8");
 		return;
 	}
-	if (!s->relay_ip && !s->authed) {
-		log_info("event=relay-denied sid=%s ip=%s to=<%s>", s->sid, s->ip, cmd->path);
-		reply_err(s, "550 5.7.1 Relaying denied");
+	struct verp_token tok;
+	bool is_verp;
+	int rk = report_address(s->cfg->c, cmd->path, &tok, &is_verp);
+	if (rk == -1) {
+		log_info("event=verp-forged sid=%s ip=%s from=<%s> to=<%s>", s->sid, s->ip,
+		    s->sender, cmd->path);
+		reply_err(s, "550 5.7.1 Invalid bounce address token");
+		return;
+	}
+	if (rk == -2) {
+		reply_err(s, "550 5.1.1 No such mailbox at the bounce domain");
+		return;
+	}
+	if (rk == 0) {
+		if (lc->auth == AUTH_REQUIRED && !s->authed) {
+			reply_err(s, "530 5.7.0 Authentication required");
+			return;
+		}
+		if (!s->relay_ip && !s->authed) {
+			log_info("event=relay-denied sid=%s ip=%s to=<%s>", s->sid, s->ip, cmd->path);
+			reply_err(s, "550 5.7.1 Relaying denied");
+			return;
+		}
+	}
+	/* reports are read here, relayed mail is queued: one transaction
+	 * cannot be both; 452 makes the client send the rest separately */
+	if ((rk == 1 && s->rkind == RK_RELAY) || (rk == 0 && s->rkind == RK_REPORT)) {
+		reply(s, "452 4.5.3 Report addresses and relayed recipients need separate transactions");
+		return;
+	}
+	if (rk == 1 && is_verp && s->ntok >= INBOUND_MAX_TOKENS) {
+		reply(s, "452 4.5.3 Too many recipients");
 		return;
 	}
 	if (s->nrcpt + s->nsupp >= lc->max_recipients) {
@@ -811,13 +894,29 @@ cmd_rcpt(struct session *s, struct smtp_cmd *cmd)
 			reply(s, "250 2.1.5 Ok (duplicate recipient)");
 			return;
 		}
-	if (rcpt_suppressed(s, cmd->path))
-		return;
+	if (rk == 0) {
+		int had = s->nsupp;
+		if (rcpt_suppressed(s, cmd->path)) {
+			if (s->nsupp > had)
+				s->rkind = RK_RELAY;   /* accepted and dropped: a relay transaction */
+			return;
+		}
+	}
 	s->rcpts = xrealloc(s->rcpts, sizeof(*s->rcpts) * (size_t)(s->nrcpt + 1));
 	r = &s->rcpts[s->nrcpt++];
 	memset(r, 0, sizeof(*r));
 	r->addr = xstrdup(cmd->path);
 	r->notify = notify > 0 ? (uint8_t)notify : 0;
+	if (rk == 1) {
+		s->rkind = RK_REPORT;
+		if (is_verp)
+			s->tok[s->ntok++] = tok;
+		else
+			s->fbl = true;
+		log_info("event=report-rcpt sid=%s ip=%s from=<%s> to=<%s>%s", s->sid, s->ip,
+		    s->sender, cmd->path, is_verp ? " verp=valid" : " fbl=yes");
+	} else
+		s->rkind = RK_RELAY;
 	if ((v = smtp_cmd_param(cmd, "ORCPT")) != NULL) {
 		r->orcpt = xstrdup(v);
 		if (xtext_decode(r->orcpt) < 0) {
@@ -1181,6 +1280,91 @@ inject_cb(struct inject *in, int code, const char *text)
 	session_maybe_free(s);
 }
 
+/* ---- reports (bounce domain, FBL mailboxes) ---- */
+
+static int
+report_barrier(MDB_txn *txn, void *arg)
+{
+	(void)txn;
+	(void)arg;
+	return 0;
+}
+
+struct report_job {
+	struct session *s;
+	struct inbound *in;
+};
+
+static void
+report_durable(void *arg, bool ok)
+{
+	struct report_job *j = arg;
+	struct session *s = j->s;
+
+	s->pending--;
+	if (ok)
+		reply(s, "250 2.6.0 Report processed (%d event%s)", j->in->events,
+		    j->in->events == 1 ? "" : "s");
+	else {
+		log_warnx("event=report-store-failed sid=%s", s->sid);
+		reply(s, "451 4.3.0 Could not record the report; try again later");
+	}
+	inbound_free(j->in);
+	free(j);
+	txn_reset(s);
+	if (!s->dead) {
+		set_state(s, SS_READY);
+		resume_input(s);
+	}
+	session_maybe_free(s);
+}
+
+static void
+report_work(void *arg)
+{
+	struct report_job *j = arg;
+
+	inbound_process(j->in);
+}
+
+/* Back on the loop: the events are written and the suppression entries
+ * queued; a barrier write after them answers once they are committed. */
+static void
+report_done(void *arg)
+{
+	store_write(report_barrier, report_durable, arg);
+}
+
+/* Parse a report on the job pool, then answer. */
+static void
+report_submit(struct session *s)
+{
+	struct report_job *j = xcalloc(1, sizeof(*j));
+	struct inbound *in = xcalloc(1, sizeof(*in));
+	size_t len = s->data ? evbuffer_get_length(s->data) : 0;
+	int st = DOT_STATE_INIT;
+
+	snprintf(in->sid, sizeof(in->sid), "%s", s->sid);
+	snprintf(in->ip, sizeof(in->ip), "%s", s->ip);
+	in->sender = xstrdup(s->sender ? s->sender : "");
+	memcpy(in->tok, s->tok, sizeof(s->tok[0]) * (size_t)s->ntok);
+	in->ntok = s->ntok;
+	in->fbl = s->fbl;
+	in->data = xmalloc(len + 1);
+	if (len > 0)
+		evbuffer_remove(s->data, in->data, len);
+	in->len = dot_unstuff(in->data, len, &st);
+	in->data[in->len] = '\0';
+	log_info("event=report-received sid=%s ip=%s from=<%s> size=%zu nrcpt=%d", s->sid, s->ip,
+	    in->sender, s->data_size, s->nrcpt);
+	j->s = s;
+	j->in = in;
+	s->pending++;
+	set_state(s, SS_INJECT);
+	pause_input(s);
+	jobs_submit(report_work, report_done, j);
+}
+
 static void
 finish_message(struct session *s)
 {
@@ -1215,6 +1399,10 @@ finish_message(struct session *s)
 		return;
 	}
 
+	if (s->rkind == RK_REPORT) {
+		report_submit(s);
+		return;
+	}
 	in = inject_new();
 	random_id(in->env.id);
 	in->env.sender = s->sender;

@@ -41,6 +41,7 @@ static const char *const db_names[STORE_NDB] = {
 	[DB_CRCPT] = "campaign-recipient",
 	[DB_BANDIT] = "bandit",
 	[DB_SOFTBOUNCE] = "soft-bounce",
+	[DB_VERP] = "verp",
 	[DB_CSCHED] = "campaign-schedule",
 };
 

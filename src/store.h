@@ -35,6 +35,7 @@ enum store_db {
 	DB_CRCPT,       /* campaign \0 seq -> recipient of a campaign */
 	DB_BANDIT,      /* campaign \0 segment \0 variant -> counts */
 	DB_SOFTBOUNCE,  /* address -> consecutive soft bounces */
+	DB_VERP,        /* queue id + recipient index -> what was sent (verp.h) */
 	DB_CSCHED,      /* big-endian send time + campaign \0 address -> batch (the scheduled queue) */
 	STORE_NDB
 };

@@ -633,6 +633,22 @@ suppress_add(const char *address, enum suppress_reason reason, const char *scope
 	store_write(add_fn, add_done, op);
 }
 
+/*
+ * Soft-bounce writes queued and not yet finished, by address hash. A
+ * delivery reads the run before it queues a delete; a run whose first
+ * write is still queued is not there to read, so a delivery also deletes
+ * when its hash has a write pending (the delete is queued after it, and
+ * the writer keeps the order). A collision costs one needless delete.
+ */
+#define PENDING_SLOTS 4096
+static uint32_t soft_pending[PENDING_SLOTS];
+
+static uint32_t *
+pending_slot(const char *norm)
+{
+	return &soft_pending[hash_str(norm) % PENDING_SLOTS];
+}
+
 struct soft_op {
 	char address[SUP_ADDR_MAX + 1];
 	char source[SUP_SOURCE_MAX + 1];
@@ -687,6 +703,7 @@ soft_done(void *arg, bool ok)
 		log_debug("event=soft-bounce address=<%s> run=%u", op->address, op->count);
 	else
 		log_warnx("event=soft-bounce-failed address=<%s>", op->address);
+	__atomic_sub_fetch(pending_slot(op->address), 1, __ATOMIC_RELEASE);
 	free(op);
 }
 
@@ -716,7 +733,21 @@ suppress_note_bounce(const char *address, bool permanent, const char *category,
 		free(op);       /* the rule is off: nothing to count */
 		return;
 	}
+	__atomic_add_fetch(pending_slot(op->address), 1, __ATOMIC_ACQ_REL);
 	store_write(soft_fn, soft_done, op);
+}
+
+int
+suppress_note_failure(const char *address, const char *ses_type, const char *ses_subtype,
+    const char *category, const char *source)
+{
+	if (strcmp(ses_type, "Permanent") == 0 && strcmp(ses_subtype, "NoEmail") == 0)
+		suppress_note_bounce(address, true, category, source);
+	else if (strcmp(ses_type, "Undetermined") == 0 || strcmp(ses_subtype, "MailboxFull") == 0)
+		suppress_note_bounce(address, false, category, source);
+	else
+		return 0;
+	return 1;
 }
 
 void
@@ -729,7 +760,8 @@ suppress_note_delivery(const char *address)
 	/* the common case (no run) costs one read, no write */
 	if (suppress_normalize(address, gmail_rule(), norm, sizeof(norm)) < 0)
 		return;
-	if (store_get(DB_SOFTBOUNCE, norm, strlen(norm), v, sizeof(v), &len) == 1)
+	if (__atomic_load_n(pending_slot(norm), __ATOMIC_ACQUIRE) > 0 ||
+	    store_get(DB_SOFTBOUNCE, norm, strlen(norm), v, sizeof(v), &len) == 1)
 		store_del(DB_SOFTBOUNCE, norm, strlen(norm));
 }
 

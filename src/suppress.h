@@ -40,6 +40,14 @@ void suppress_add(const char *address, enum suppress_reason reason, const char *
  * is counted and adds it after the configured run of soft bounces. */
 void suppress_note_bounce(const char *address, bool permanent, const char *category,
     const char *source);
+/* A classified failure (bounce.c's SES type and subtype): an address that
+ * does not exist (Permanent/NoEmail: bad-mailbox, bad-domain,
+ * inactive-mailbox) is added at once; a full mailbox or an unclassified
+ * reply counts as a soft bounce; anything else (policy and reputation
+ * blocks, content, our own configuration) says nothing about the address.
+ * Returns 1 when something was queued. */
+int suppress_note_failure(const char *address, const char *ses_type, const char *ses_subtype,
+    const char *category, const char *source);
 /* A delivery: resets the soft-bounce run. */
 void suppress_note_delivery(const char *address);
 /* Is address suppressed for mail from sender_domain through pool (either

@@ -18,13 +18,15 @@ export SLUICED=$builddir/sluiced
 start="$srcdir/tests/bench/sluiced-bench.sh"
 peers=${SYSTEMS:-"loopback postfix postfix-dkim haraka haraka-dkim"}
 
-run_custom() {  # run_custom NAME DKIM
-	CUSTOM_NAME=$1 CUSTOM_DKIM=$2 BENCH_DKIM=$2 SYSTEMS=custom \
+run_custom() {  # run_custom NAME DKIM [VERP]
+	CUSTOM_NAME=$1 CUSTOM_DKIM=$2 BENCH_DKIM=$2 BENCH_VERP=${3:-0} SYSTEMS=custom \
 	    CUSTOM_START="$start" "$harness" "$N" "$SIZE"
 }
 echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores; N=$N SIZE=$SIZE"
 run_custom sluiced 0
 run_custom sluiced-dkim 1
+run_custom sluiced-verp 0 1
+SLUICED=$builddir/sluiced "$srcdir/tests/bench/sites-bench.sh" "$N" 1000 5 "$SIZE"   # scheduler cost: MX routing to 5 provider sites
 [ -n "$peers" ] && SYSTEMS="$peers" "$harness" "$N" "$SIZE"
 if [ "${SUPPRESS:-1}" != 0 ]; then
 	N=${SUPPRESS_N:-1000000} srcdir="$srcdir" builddir="$builddir" "$srcdir/tests/bench/suppress-bench.sh"

@@ -344,6 +344,11 @@ test_note_bounce_and_delivery(void **state)
 	suppress_note_delivery("soft@EXAMPLE.org");
 	store_flush();
 	assert_int_equal(suppress_softrun_get("soft@example.org", &run), 0);
+	/* a delivery right after a soft bounce still queued ends that run too */
+	suppress_note_bounce("soft@example.org", false, NULL, "expired 01S");
+	suppress_note_delivery("soft@example.org");
+	store_flush();
+	assert_int_equal(suppress_softrun_get("soft@example.org", &run), 0);
 	suppress_note_bounce("soft@example.org", false, NULL, "expired 01S");
 	suppress_note_bounce("soft@example.org", false, NULL, "expired 01S");
 	store_flush();
