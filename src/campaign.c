@@ -2477,3 +2477,22 @@ campaign_note_spooled(const struct spool_msg *m)
 		store_write(w_transition, transition_done, a);
 	}
 }
+
+void
+campaign_worker_fini(struct worker *w)
+{
+	if (w != pl.w || pl.w == NULL)
+		return;
+	if (pl.timer != NULL)
+		event_free(pl.timer);
+	pl.timer = NULL;
+	while (pl.flight != NULL)
+		flight_remove(pl.flight);
+	while (pl.defs != NULL) {
+		struct camp_def *d = pl.defs;
+		pl.defs = d->next;
+		def_free(d);
+	}
+	pl.ndefs = 0;
+	pl.w = NULL;
+}

@@ -101,6 +101,9 @@ int campaign_variants(const char *id, json_t **out);
 
 /* ---- the scheduler (worker 0) and the hooks of the queue ---- */
 void campaign_start(void);             /* after the spool is loaded */
+struct worker;
+/* From a worker's fini (after its loop): the scheduler's timer and caches. */
+void campaign_worker_fini(struct worker *w);
 /* A delivery, bounce or expiry of a message that carries a campaign. */
 void campaign_note_outcome(const struct spool_msg *m, int idx, int rcpt_state);
 /* A campaign message found in the spool at startup: its recipients are

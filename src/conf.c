@@ -27,10 +27,11 @@
 #include "log.h"
 #include "util.h"
 #include "verp.h"
+#include "warmup.h"
 
 enum ctx {
 	CX_GLOBAL = 1, CX_LISTENER = 2, CX_SOURCE = 4, CX_POOL = 8,
-	CX_DOMAIN = 16, CX_PROVIDER = 32, CX_DKIM = 64,
+	CX_DOMAIN = 16, CX_PROVIDER = 32, CX_DKIM = 64, CX_WSCHED = 128,
 };
 #define CX_SITE (CX_DOMAIN | CX_PROVIDER)
 
@@ -113,6 +114,10 @@ static int d_route(struct pstate *, void *, char **, int);
 static int d_route_auth(struct pstate *, void *, char **, int);
 static int d_fbl_address(struct pstate *, void *, char **, int);
 static int d_soft_bounces(struct pstate *, void *, char **, int);
+static int d_warmup(struct pstate *, void *, char **, int);
+static int d_warmup_start(struct pstate *, void *, char **, int);
+static int d_wday(struct pstate *, void *, char **, int);
+static int d_wfile(struct pstate *, void *, char **, int);
 
 #define G(f) offsetof(struct config, f)
 #define LI(f) offsetof(struct listener_conf, f)
@@ -199,6 +204,8 @@ static const struct directive table[] = {
 	  "NAME { ... }", "A mailbox provider recognised by its MX host names; its domains share one queue." },
 	{ "dkim", CX_GLOBAL, T_BLOCK, 1, 0, NULL, 0, 0, NULL, -1, NULL,
 	  "DOMAIN { ... }", "DKIM signing keys for a From domain." },
+	{ "warmup-schedule", CX_GLOBAL, T_BLOCK, 1, 0, NULL, 0, 0, NULL, -1, NULL,
+	  "NAME { ... }", "An IP warm-up schedule: daily caps per provider, day by day (day and file lines)." },
 
 	/* listener */
 	{ "relay-from", CX_LISTENER, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_relay_from,
@@ -239,6 +246,16 @@ static const struct directive table[] = {
 	  "IP", "Local address outgoing connections bind to." },
 	{ "ehlo", CX_SOURCE, T_STR, 1, SO(ehlo), NULL, 0, 0, NULL, -1, NULL,
 	  "NAME", "EHLO name for this source (should match the address's PTR). Default: hostname." },
+	{ "warmup", CX_SOURCE, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_warmup,
+	  "SCHEDULE|default|off", "Warm this source up: daily caps per provider from a warmup-schedule (default: the built-in 30-day plan, conf/warmup-default.conf). Above a cap, mail goes to another source of its pool with room, or waits for the next UTC day." },
+	{ "warmup-start", CX_SOURCE, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_warmup_start,
+	  "YYYY-MM-DD", "Day 1 of the warm-up (UTC). Default: the day the source first sends under its schedule, kept in the store." },
+
+	/* warmup-schedule */
+	{ "day", CX_WSCHED, T_CUSTOM, -1, 0, NULL, 0, 0, NULL, -1, d_wday,
+	  "N PROVIDER CAP [PROVIDER CAP ...]", "Caps from day N on (until the next listed day): recipients per UTC day to a provider (a provider block's name; * = every other destination), or unlimited. Days ascend from day 1; after the last listed day the warm-up is complete." },
+	{ "file", CX_WSCHED, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_wfile,
+	  "FILE", "Read day lines from FILE (the format of conf/warmup-default.conf)." },
 
 	/* pool */
 	{ "source", CX_POOL, T_CUSTOM, 1, 0, NULL, 0, 0, NULL, -1, d_pool_source,
@@ -333,6 +350,7 @@ ctx_name(int ctx)
 	case CX_DOMAIN: return "a domain block";
 	case CX_PROVIDER: return "a provider block";
 	case CX_DKIM: return "a dkim block";
+	case CX_WSCHED: return "a warmup-schedule block";
 	}
 	return "?";
 }
@@ -656,6 +674,17 @@ d_fbl_address(struct pstate *ps, void *obj, char **args, int nargs)
 }
 
 static int
+d_warmup(struct pstate *ps, void *obj, char **args, int nargs)
+{
+	struct source_conf *s = obj;
+
+	free(s->warmup);
+	s->warmup = xstrdup(args[0]);
+	s->warmup_line = ps->line;
+	return 0;
+}
+
+static int
 d_soft_bounces(struct pstate *ps, void *obj, char **args, int nargs)
 {
 	struct config *c = obj;
@@ -695,6 +724,49 @@ d_soft_bounces(struct pstate *ps, void *obj, char **args, int nargs)
 	c->suppress_soft_n = (int)n;
 	c->suppress_soft_window = ms;
 	return 0;
+}
+
+static int
+d_warmup_start(struct pstate *ps, void *obj, char **args, int nargs)
+{
+	struct source_conf *s = obj;
+
+	if (warmup_parse_date(args[0], &s->warmup_start) < 0) {
+		perr(ps, ps->line, "warmup-start: \"%s\": expected a date YYYY-MM-DD", args[0]);
+		return -1;
+	}
+	s->has_warmup_start = true;
+	return 0;
+}
+
+static int
+d_wday(struct pstate *ps, void *obj, char **args, int nargs)
+{
+	char err[512];
+
+	if (warmup_schedule_add_day(obj, args, nargs, ps->line, err, sizeof(err)) < 0) {
+		perr(ps, ps->line, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+d_wfile(struct pstate *ps, void *obj, char **args, int nargs)
+{
+	struct warmup_schedule *s = obj;
+	char err[512];
+	char *text = read_file(args[0], NULL);
+
+	if (text == NULL) {
+		perr(ps, ps->line, "file: cannot read %s: %s", args[0], strerror(errno));
+		return -1;
+	}
+	int rc = warmup_schedule_parse(s, text, err, sizeof(err));
+	free(text);
+	if (rc < 0)
+		perr(ps, ps->line, "file: %s:%s", args[0], err);
+	return rc;
 }
 
 /* Tokenizer */
@@ -881,6 +953,21 @@ open_block(struct pstate *ps, const char *kind, const char *arg, int line, int *
 		*ctx = CX_DKIM;
 		return d;
 	}
+	if (strcmp(kind, "warmup-schedule") == 0) {
+		for (int i = 0; i < c->nwscheds; i++)
+			if (strcasecmp(c->wscheds[i]->name, arg) == 0) {
+				perr(ps, line, "warmup-schedule %s is defined twice (first at %s:%d)", arg,
+				    c->wscheds[i]->file, c->wscheds[i]->line);
+				return NULL;
+			}
+		struct warmup_schedule *s = warmup_schedule_new(arg);
+		s->file = ps->file;
+		s->line = line;
+		c->wscheds = xrealloc(c->wscheds, sizeof(*c->wscheds) * (size_t)(c->nwscheds + 1));
+		c->wscheds[c->nwscheds++] = s;
+		*ctx = CX_WSCHED;
+		return s;
+	}
 	return NULL;
 #undef DUP_CHECK
 #undef GROW
@@ -942,7 +1029,7 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 		int di = (int)(d - table);
 		i++;
 		/* gather arguments */
-		char *args[8];
+		char *args[132];
 		int nargs = 0;
 		if (d->nargs < 0) {
 			while (i < n && t[i].line == line && t[i].brace != '}' &&
@@ -950,6 +1037,12 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 				args[nargs++] = t[i++].s;
 			if (nargs == 0) {
 				perr(ps, line, "%s: expected %s", d->name, d->args);
+				continue;
+			}
+			if (i < n && t[i].line == line && !t[i].brace) {
+				perr(ps, line, "%s: more than %d words", d->name, (int)ARRAY_SIZE(args));
+				while (i < n && t[i].line == line && !t[i].brace)
+					i++;
 				continue;
 			}
 		} else {
@@ -997,7 +1090,7 @@ parse_tokens(struct pstate *ps, struct token *t, int n)
 		}
 		/* repeatable: custom list directives; everything else once per block */
 		bool repeatable = d->type == T_CUSTOM && d->fn != d_route && d->fn != d_route_auth &&
-		    d->fn != d_soft_bounces;
+		    d->fn != d_soft_bounces && d->fn != d_warmup && d->fn != d_warmup_start;
 		uint64_t *s = ctx == CX_GLOBAL ? gseen : seen;
 		if (!repeatable && (s[di / 64] & (1ULL << (di % 64)))) {
 			perr(ps, line, "%s is given twice in %s", d->name, ctx == CX_GLOBAL ? "the config" : ctx_name(ctx));
@@ -1090,6 +1183,42 @@ validate(struct pstate *ps)
 		struct pool_conf *p = &c->pools[i];
 		if (p->dkim_domain && conf_dkim(c, p->dkim_domain) == NULL)
 			perr(ps, p->line, "pool %s: dkim-domain %s has no dkim block", p->name, p->dkim_domain);
+	}
+	for (int i = 0; i < c->nwscheds; i++)
+		if (c->wscheds[i]->ndays == 0)
+			perr(ps, c->wscheds[i]->line, "warmup-schedule %s has no day lines",
+			    c->wscheds[i]->name);
+	for (int i = 0; i < c->nsources; i++) {
+		struct source_conf *s = &c->sources[i];
+		const struct warmup_schedule *ws = NULL;
+		if (s->warmup == NULL || strcmp(s->warmup, "off") == 0) {
+			if (s->has_warmup_start)
+				perr(ps, s->line, "source %s: warmup-start needs warmup", s->name);
+			continue;
+		}
+		for (int k = 0; k < c->nwscheds && ws == NULL; k++)
+			if (strcasecmp(c->wscheds[k]->name, s->warmup) == 0)
+				ws = c->wscheds[k];
+		if (ws == NULL && strcmp(s->warmup, "default") == 0) {
+			/* the built-in plan, unless the config defines its own "default" */
+			char werr[512];
+			struct warmup_schedule *d = warmup_schedule_new("default");
+			d->file = intern(c, "(built-in warmup-default.conf)");
+			if (warmup_schedule_parse(d, warmup_default_text, werr, sizeof(werr)) < 0)
+				fatal("event=bug msg=\"built-in warm-up schedule does not parse: %s\"", werr);
+			c->wscheds = xrealloc(c->wscheds, sizeof(*c->wscheds) * (size_t)(c->nwscheds + 1));
+			c->wscheds[c->nwscheds++] = d;
+			ws = d;
+		}
+		if (ws == NULL) {
+			perr(ps, s->warmup_line, "source %s: warmup: no warmup-schedule named \"%s\"",
+			    s->name, s->warmup);
+			continue;
+		}
+		if (ws->ndays == 0)
+			continue;
+		s->wsched = ws;
+		c->nwarmup++;
 	}
 	char berr[1024];
 	c->bounce = bounce_rules_load(c->bounce_rules, berr, sizeof(berr));
@@ -1237,7 +1366,11 @@ conf_free(struct config *c)
 		free(c->sources[i].name);
 		free(c->sources[i].address);
 		free(c->sources[i].ehlo);
+		free(c->sources[i].warmup);
 	}
+	for (int i = 0; i < c->nwscheds; i++)
+		warmup_schedule_free(c->wscheds[i]);
+	free(c->wscheds);
 	free(c->sources);
 	for (int i = 0; i < c->ndomains; i++) {
 		free(c->domains[i].name);
@@ -1436,7 +1569,7 @@ conf_retry_delay(const struct site_limits *l, int attempt)
 void
 conf_print_directives(void)
 {
-	static const int order[] = { CX_GLOBAL, CX_LISTENER, CX_SOURCE, CX_POOL, CX_DKIM, CX_PROVIDER, CX_DOMAIN };
+	static const int order[] = { CX_GLOBAL, CX_LISTENER, CX_SOURCE, CX_POOL, CX_DKIM, CX_PROVIDER, CX_DOMAIN, CX_WSCHED };
 	for (size_t o = 0; o < ARRAY_SIZE(order); o++) {
 		printf("# %s\n", ctx_name(order[o]));
 		for (size_t i = 0; i < ARRAY_SIZE(table); i++) {

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include "util.h"
 
+struct warmup_schedule;
+
 enum tls_mode { TLS_NONE, TLS_OPPORTUNISTIC, TLS_REQUIRED, TLS_VERIFY };
 enum auth_mode { AUTH_NONE, AUTH_OPTIONAL, AUTH_REQUIRED };
 enum dkim_alg { DKIM_RSA, DKIM_ED25519 };
@@ -94,6 +96,11 @@ struct source_conf {
 	char *name;
 	char *address;                 /* local IP to bind; NULL = any */
 	char *ehlo;                    /* EHLO name; default: global hostname */
+	char *warmup;                  /* warm-up schedule name, "default", "off"; NULL = none */
+	int warmup_line;
+	const struct warmup_schedule *wsched; /* resolved; NULL = no warm-up */
+	bool has_warmup_start;
+	int64_t warmup_start;          /* warmup-start: UTC days since the epoch */
 	const char *file; int line;
 };
 
@@ -177,6 +184,8 @@ struct config {
 	struct domain_conf *domains;     int ndomains;   /* domains[0] is "*" */
 	struct provider_conf *providers; int nproviders;
 	struct dkim_conf *dkim;          int ndkim;
+	struct warmup_schedule **wscheds; int nwscheds; /* warmup-schedule blocks (+ "default") */
+	int nwarmup;                   /* sources with a warm-up schedule */
 
 	char **strings; int nstrings;  /* file names for origins, freed with the config */
 };

@@ -63,6 +63,7 @@
 #include "suppress.h"
 #include "suppress_io.h"
 #include "util.h"
+#include "warmup.h"
 #include "worker.h"
 
 #define CTL_MAX_RCPTS     10000            /* recipients per POST /v1/messages */
@@ -588,6 +589,9 @@ site_json(struct site *s, bool full, int64_t oldest)
 		    l->backoff_reason ? json_text(l->backoff_reason) : json_null());
 		json_object_set_new(lj, "backoff_rule_line", json_integer(l->backoff_line));
 		json_object_set_new(lj, "backoff_ok_left", json_integer(l->backoff_ok_left));
+		/* warm-up: the source has used today's cap for this site's provider */
+		json_object_set_new(lj, "warmup_cap_reached", json_boolean(warmup_active() &&
+		    warmup_room(l->source, s->prov ? s->prov->name : NULL) <= 0));
 		json_array_append_new(lanes, lj);
 	}
 	json_object_set_new(o, "lanes", lanes);
@@ -885,6 +889,13 @@ h_status(struct evhttp_request *req, char **params)
 	    "bounced", (json_int_t)atomic_load(&qstats.bounced),
 	    "expired", (json_int_t)atomic_load(&qstats.expired)));
 	reply_json(req, 200, o);
+}
+
+/* Warm-up counters are process-wide atomics: no worker needs asking. */
+static void
+h_warmup(struct evhttp_request *req, char **params)
+{
+	reply_json(req, 200, warmup_status_json());
 }
 
 static void
@@ -2245,6 +2256,7 @@ static const struct route {
 	{ "v1/segments/*",        EVHTTP_REQ_DELETE, h_segment_delete },
 	{ "v1/recipients/*",      EVHTTP_REQ_GET,    h_recipient },
 	{ "v1/recipients/*/spam-trap", EVHTTP_REQ_POST, h_recipient_trap },
+	{ "v1/warmup",            EVHTTP_REQ_GET,    h_warmup },
 };
 
 static const char *

@@ -310,7 +310,10 @@ fctx_free(void *arg)
  * A filter moves its output to the socket only while writing is enabled,
  * and enabling it does not move what is already there; evhttp writes a
  * reply first and enables writing after. So once output appears, a flush
- * runs on the next loop turn, by when evhttp has enabled writing.
+ * runs on the next loop turn, by when evhttp has enabled writing. The
+ * filter's callbacks are deferred (BEV_OPT_DEFER_CALLBACKS) for the same
+ * reason: a socket's "written" callback never runs inside the write, and
+ * evhttp sets the callback of a reply chunk only after adding the chunk.
  */
 static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -343,7 +346,8 @@ ctl_stream_bevcb(struct event_base *base, void *arg)
 	if (under == NULL)
 		return NULL;
 	f = xcalloc(1, sizeof(*f));
-	bev = bufferevent_filter_new(under, in_filter, NULL, BEV_OPT_CLOSE_ON_FREE, fctx_free, f);
+	bev = bufferevent_filter_new(under, in_filter, NULL,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS, fctx_free, f);
 	if (bev == NULL) {
 		bufferevent_free(under);
 		free(f);

@@ -12,6 +12,15 @@
  * until a quiet period without a new match has passed (its backoff timer)
  * or enough deliveries succeeded, then returns to the configured limits.
  * Each change is an accounting event: site-backoff, site-recovered.
+ *
+ * Warm-up (warmup.h): a lane whose source is warming up reserves its
+ * recipients against today's cap for the site's provider as it builds a
+ * transaction, and takes only as many as the cap allows. When the cap is
+ * reached the lane is held: its recipients move to another source of their
+ * message's pool that still has room (their lane at the same site), and
+ * what cannot move waits for the next UTC day, when the lane's warm-up
+ * timer wakes it. New recipients for a held source go to such a source at
+ * once (site_enqueue).
  */
 #include "config.h"
 
@@ -29,6 +38,7 @@
 #include "smtp_client.h"
 #include "util.h"
 #include "verp.h"
+#include "warmup.h"
 #include "worker.h"
 
 #define SITE_BUCKETS 1024
@@ -50,6 +60,7 @@ struct lane_conn {
 };
 
 static void lane_pump(struct lane *l);
+static void fill_ai(struct attempt_info *ai, struct lane *l, struct smtp_conn *c);
 static void outbox_free(void);
 static void site_suspension_check(struct site *s, int64_t now);
 
@@ -200,6 +211,8 @@ lane_free(struct lane *l)
 		event_free(l->timer);
 	if (l->backoff_timer)
 		event_free(l->backoff_timer);
+	if (l->warmup_timer)
+		event_free(l->warmup_timer);
 	free(l->backoff_reason);
 	for (struct lane_conn *lc = l->conns, *n; lc; lc = n) {
 		n = lc->next;
@@ -309,6 +322,7 @@ lane_get(struct site *s, const char *source)
 	l->site = s;
 	l->source = xstrdup(source);
 	l->timer = evtimer_new(s->owner->base, lane_timer_cb, l);
+	l->warmup_timer = evtimer_new(s->owner->base, lane_timer_cb, l);
 	tbucket_init(&l->msg_rate, &s->lim.max_msg_rate);
 	tbucket_init(&l->conn_rate, &s->lim.max_connect_rate);
 	l->next = s->lanes;
@@ -322,6 +336,86 @@ lane_wake_in(struct lane *l, int64_t ms)
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 	if (!evtimer_pending(l->timer, NULL))
 		evtimer_add(l->timer, &tv);
+}
+
+/* Pump the lane from the loop soon (not from inside a connection callback). */
+static void
+lane_soon(struct lane *l)
+{
+	static const struct timeval zero = { 0, 0 };
+
+	evtimer_add(l->warmup_timer, &zero);
+}
+
+static const char *
+site_provider(const struct site *s)
+{
+	return s->prov ? s->prov->name : NULL;
+}
+
+/*
+ * Warm-up: true while l's source has no room left today for the site's
+ * provider. Its recipients go to another source of their pool with room
+ * (one pick per message, so a message's recipients stay together); the
+ * others wait for the next UTC day. Waiting is not an attempt, so a
+ * recipient past its bounce-after expires here (as its next attempt would).
+ */
+static bool
+lane_warmup_hold(struct lane *l)
+{
+	struct site *s = l->site;
+	const char *prov = site_provider(s);
+	const struct qmsg *last = NULL;
+	struct lane *to = NULL;
+	long moved = 0, expired = 0;
+	int64_t now = now_ms();
+
+	if (warmup_room(l->source, prov) > 0) {
+		l->warmup_held = false;
+		return false;
+	}
+	for (struct flow *f = l->flows, *fn; f; f = fn) {
+		fn = f->next;
+		for (struct qrcpt *r = TAILQ_FIRST(&f->q), *rn; r; r = rn) {
+			rn = TAILQ_NEXT(r, link);
+			if (r->msg != last) {
+				const char *alt = warmup_pick_source(r->msg->sm.pool, l->source, prov);
+				last = r->msg;
+				to = alt ? lane_get(s, alt) : NULL;
+			}
+			if (to == NULL) {
+				if (now < r->msg->sm.created_ms + s->lim.bounce_after)
+					continue;
+				struct attempt_info ai;
+				struct smtp_reply rep;
+				fill_ai(&ai, l, NULL);
+				smtp_reply_set(&rep, 451, "4.7.0",
+				    "Source %s reached its warm-up cap for %s today", l->source,
+				    prov ? prov : "this destination");
+				flow_take(l, f, r);
+				l->transient++;
+				queue_outcome(r, &rep, &ai);
+				expired++;
+				continue;
+			}
+			flow_take(l, f, r);
+			lane_push(to, r);
+			lane_soon(to);
+			moved++;
+		}
+		if (f->n == 0)
+			flow_free(l, f);
+	}
+	if (l->nready > 0) {
+		int64_t ms = warmup_next_midnight(now) - now + 100;
+		struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+		evtimer_add(l->warmup_timer, &tv);
+	}
+	if (!l->warmup_held || moved > 0 || expired > 0)
+		log_info("event=warmup-held site=%s source=%s moved=%ld expired=%ld waiting=%ld",
+		    s->name, l->source, moved, expired, l->nready);
+	l->warmup_held = true;
+	return true;
 }
 
 /* Hand-off from the routing worker */
@@ -352,7 +446,14 @@ site_enqueue(struct worker *w, struct site_ticket *t)
 			s->mx = *t->mx;
 		free(t->mx);
 	}
-	struct lane *l = lane_get(s, t->source);
+	/* warm-up: a source without room today hands over to one of its pool with room */
+	const char *source = t->source;
+	if (warmup_active() && warmup_room(source, site_provider(s)) <= 0) {
+		const char *alt = warmup_pick_source(t->r->msg->sm.pool, source, site_provider(s));
+		if (alt != NULL)
+			source = alt;
+	}
+	struct lane *l = lane_get(s, source);
 	lane_push(l, t->r);
 	free(t->site);
 	free(t->domain);
@@ -735,12 +836,16 @@ lc_next_txn(void *owner, struct smtp_conn *c)
 			flow_free(l, f);
 		queue_drop(r, RS_DELETED);
 	}
+	bool warming = warmup_active();
+	if (warming && warmup_room(l->source, site_provider(s)) <= 0) {
+		lane_soon(l);           /* the pump holds the lane */
+		return NULL;
+	}
 	int64_t wait = tbucket_take(&l->msg_rate, now);
 	if (wait > 0) {
 		lane_wake_in(l, wait);
 		return NULL;
 	}
-	struct txn *t = xcalloc(1, sizeof(*t));
 	int max = MIN(s->lim.max_rcpt_per_msg, TXN_MAX_RCPT);
 	int want = 0;
 	/* VERP: each recipient has its own envelope sender, so its own
@@ -751,6 +856,17 @@ lc_next_txn(void *owner, struct smtp_conn *c)
 	/* the recipients of this message waiting here are adjacent */
 	for (struct qrcpt *q = r; q && q->msg == r->msg && want < max; q = TAILQ_NEXT(q, link))
 		want++;
+	if (warming) {
+		/* counted as they go out; another worker may have taken the room */
+		want = warmup_take(l->source, site_provider(s), s->name, want);
+		if (want == 0) {
+			if (l->msg_rate.per_ms > 0)
+				l->msg_rate.tokens += 1.0;
+			lane_soon(l);
+			return NULL;
+		}
+	}
+	struct txn *t = xcalloc(1, sizeof(*t));
 	t->msg = r->msg;
 	atomic_fetch_add(&t->msg->refs, 1);
 	t->sender = t->msg->sm.sender;
@@ -912,6 +1028,8 @@ lane_pump(struct lane *l)
 
 	site_suspension_check(s, now);
 	if (l->nready == 0)
+		return;
+	if (warmup_active() && lane_warmup_hold(l))
 		return;
 	if (s->suspended_until > now) {
 		if (s->suspended_until != INT64_MAX)

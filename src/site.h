@@ -61,6 +61,10 @@ struct lane {
 	char *backoff_reason;          /* "backoff rule FILE:LINE (...): REPLY" */
 	int backoff_line;              /* line of the rule that matched last */
 	struct event *backoff_timer;   /* fires at backoff_until */
+	/* Warm-up (warmup.h): the source reached today's cap for this site's
+	 * provider; the lane waits for the next UTC day (warmup_timer). */
+	bool warmup_held;
+	struct event *warmup_timer;
 	struct lane *next;
 };
 

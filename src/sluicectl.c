@@ -65,6 +65,8 @@ static const char usage_text[] =
 "  campaign list                 every campaign\n"
 "  campaign explain ID ADDRESS   why a recipient's send time was chosen\n"
 "  events import FILE            import engagement events (NDJSON)\n"
+"  warmup                        IP warm-up: each source's schedule, day, and\n"
+"                                today's cap and count per provider\n"
 "  segment list                  segments and their sizes\n"
 "  segment get NAME [--members N [--after ADDRESS]]\n"
 "                                a segment's size, prior (busiest hours), members\n"
@@ -441,7 +443,7 @@ kv(const char *key, const char *fmt, ...)
 }
 
 /* A table with aligned columns; right-aligned columns are numeric. */
-#define TBL_MAXCOL 8
+#define TBL_MAXCOL 10
 struct table {
 	int ncol;
 	const char *head[TBL_MAXCOL];
@@ -624,6 +626,55 @@ cmd_sites(const struct ctl_opts *o)
 	json_array_foreach(sites, i, s)
 		table_row(&t, jf(s, "name"), jf(s, "domain"), jf(s, "worker"), jf(s, "queued"),
 		    jf(s, "connections"), site_state(s, st, sizeof(st)), jf(s, "last_error"));
+	table_print(&t);
+	resp_free(&r);
+	return 0;
+}
+
+/* One row per source and provider column of today's schedule day. */
+static int
+cmd_warmup(const struct ctl_opts *o)
+{
+	struct resp r;
+	json_t *j = call(o, "GET", "/v1/warmup", NULL, &r), *s, *p;
+	json_t *sources = json_object_get(j, "sources");
+	struct table t;
+	size_t i, k;
+
+	if (j == NULL)
+		return call_rc;
+	kv("date", "%s (UTC; the next day starts %s)", jf(j, "date"), jf(j, "next_day"));
+	putchar('\n');
+	if (json_array_size(sources) == 0) {
+		puts("no sources");
+		resp_free(&r);
+		return 0;
+	}
+	table_init(&t, "SOURCE,ADDRESS,SCHEDULE,>DAY,START,PROVIDER,>CAP,>COUNT,STATE");
+	json_array_foreach(sources, i, s) {
+		json_t *provs = json_object_get(s, "providers");
+		char day[64], start[64];
+
+		if (!json_is_string(json_object_get(s, "schedule"))) {
+			table_row(&t, jf(s, "source"), jf(s, "address"), "-", "-", "-", "-", "-", "-",
+			    "warm (no warm-up)");
+			continue;
+		}
+		snprintf(day, sizeof(day), "%s/%s", jf(s, "day"), jf(s, "days"));
+		if (json_is_string(json_object_get(s, "start")))
+			snprintf(start, sizeof(start), "%s (%s)", jf(s, "start"), jf(s, "start_from"));
+		else
+			snprintf(start, sizeof(start), "at first send");
+		if (json_is_true(json_object_get(s, "complete")) || json_array_size(provs) == 0) {
+			table_row(&t, jf(s, "source"), jf(s, "address"), jf(s, "schedule"), day, start,
+			    "-", "-", "-", "complete (no caps)");
+			continue;
+		}
+		json_array_foreach(provs, k, p)
+			table_row(&t, jf(s, "source"), jf(s, "address"), jf(s, "schedule"), day, start,
+			    jf(p, "provider"), jf(p, "cap"), jf(p, "count"),
+			    json_is_true(json_object_get(p, "reached")) ? "cap reached" : "sending");
+	}
 	table_print(&t);
 	resp_free(&r);
 	return 0;
@@ -1213,7 +1264,7 @@ main(int argc, char **argv)
 			usage_error("%s needs exactly one %s", cmd,
 			    strcmp(cmd, "variants") == 0 ? "campaign id" : "address");
 	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "queue") == 0 ||
-	    strcmp(cmd, "reload") == 0) {
+	    strcmp(cmd, "reload") == 0 || strcmp(cmd, "warmup") == 0) {
 		if (argc > 1)
 			usage_error("%s takes no arguments", cmd);
 	} else {
@@ -1235,6 +1286,8 @@ main(int argc, char **argv)
 		rc = cmd_queue(&o);
 	else if (strcmp(cmd, "reload") == 0)
 		rc = cmd_reload(&o);
+	else if (strcmp(cmd, "warmup") == 0)
+		rc = cmd_warmup(&o);
 	else if (strcmp(cmd, "message") == 0)
 		rc = cmd_message(&o, argv[1], argc - 2, argv + 2);
 	else if (strcmp(cmd, "suppression") == 0)

@@ -35,6 +35,7 @@
 #include "spool.h"
 #include "campaign.h"
 #include "store.h"
+#include "warmup.h"
 #include "util.h"
 #include "worker.h"
 
@@ -83,6 +84,7 @@ worker_fini(struct worker *w)
 	w->dns = NULL;
 	sites_free(w);
 	sched_free(w);
+	campaign_worker_fini(w);
 }
 
 static void
@@ -368,6 +370,7 @@ main(int argc, char **argv)
 	smtp_server_free();
 	queue_shutdown();
 	store_close();
+	warmup_shutdown();
 	if (conf->pidfile)
 		unlink(conf->pidfile);
 	log_info("event=stopped");

@@ -34,6 +34,7 @@ echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores; N=$N SIZE=$SIZE"
 run_custom sluiced 0
 run_custom sluiced-dkim 1
 run_custom sluiced-verp 0 1
+SLUICED=$builddir/sluiced "$srcdir/tests/bench/sites-bench.sh" "$N" 1000 5 "$SIZE"   # scheduler cost: MX routing to 5 provider sites
 [ -n "$peers" ] && SYSTEMS="$peers" "$harness" "$N" "$SIZE"
 if [ "${SUPPRESS:-1}" != 0 ]; then
 	N=${SUPPRESS_N:-1000000} srcdir="$srcdir" builddir="$builddir" "$srcdir/tests/bench/suppress-bench.sh"

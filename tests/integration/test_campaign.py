@@ -336,3 +336,59 @@ def test_suppressed_recipients_are_skipped(sluiced, receiver):
     assert explain(d, "s", "gone@dst.test")["state"] == "suppressed"
     time.sleep(0.5)
     assert len(rx.messages) == 1
+
+
+def test_requests_share_a_connection_around_a_streamed_body(sluiced, receiver):
+    """The stream filter keeps HTTP/1.1 keep-alive working: an ordinary
+    request, a streamed NDJSON one (chunked upload) and another ordinary
+    one on the same connection."""
+    import http.client
+    import socket
+    rx = receiver()
+    d = sluiced(conf(rx))
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(20)
+            self.sock.connect(d.control)
+    c = Conn("localhost")
+    c.request("GET", "/v1/status")
+    r = c.getresponse()
+    assert r.status == 200 and json.loads(r.read())["workers"] == 2
+
+    def body():
+        yield (json.dumps({"id": "ka", "from": "a@src.test", "text": "x",
+                           "start_at": iso(next_monday()), "max_delay": "1h"}) + "\n").encode()
+        for i in range(3000):
+            yield ('{"email":"k%d@dst.test"}\n' % i).encode()
+    c.request("POST", "/v1/campaigns", body=body(), headers=NDJSON, encode_chunked=True)
+    r = c.getresponse()
+    j = json.loads(r.read())
+    assert r.status == 201 and j["accepted"] == 3000, j
+    c.request("GET", "/v1/campaigns/ka")
+    r = c.getresponse()
+    assert r.status == 200 and json.loads(r.read())["counts"]["scheduled"] == 3000
+    c.close()
+
+
+def test_client_hanging_up_mid_body_leaves_nothing(sluiced, receiver):
+    import socket
+    rx = receiver()
+    d = sluiced(conf(rx))
+    first = json.dumps({"id": "gone", "from": "a@src.test", "text": "x", "max_delay": "0"})
+    lines = (first + "\n" + "".join('{"email":"g%d@dst.test"}\n' % i
+                                    for i in range(25000))).encode()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(d.control)
+    s.sendall(b"POST /v1/campaigns HTTP/1.1\r\nHost: localhost\r\n"
+              b"Content-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n"
+              % (len(lines) + 1000))
+    s.sendall(lines)         # more than a batch is written, then the client is gone
+    time.sleep(1)
+    s.close()
+    wait_until(lambda: d.api("GET", "/v1/campaigns/gone")[0] == 404, 10,
+               what="the half-loaded campaign removed")
+    assert "event=campaign-rolled-back campaign=gone" in d.log_text()
+    time.sleep(1)
+    assert rx.messages == []
