@@ -32,6 +32,7 @@
 
 #define CV_OPENED  0x01
 #define CV_CLICKED 0x02
+#define CV_WHY_SHIFT 4                /* bits 4-5: why the variant was chosen */
 #define KEY_MAX    1024              /* campaign, segment and variant/address */
 #define CHECK_MS   1000              /* P(best) at most this often per segment */
 #define NBUCKETS   1024
@@ -530,7 +531,8 @@ op_free(void *arg, bool ok)
 }
 
 static void
-record_send(const char *campaign, const char *segment, const char *variant, const char *addr)
+record_send(const char *campaign, const char *segment, const char *variant, const char *addr,
+    enum bandit_why why)
 {
 	char bk[KEY_MAX], cvk[KEY_MAX], cvv[KEY_MAX];
 	size_t bklen, cvklen, cvvlen;
@@ -542,7 +544,7 @@ record_send(const char *campaign, const char *segment, const char *variant, cons
 		log_warnx("event=bandit-key-too-long campaign=\"%s\" segment=\"%s\"", campaign, segment);
 		return;
 	}
-	cvv[0] = 0;                     /* flags: not yet opened or clicked */
+	cvv[0] = (char)((unsigned)why << CV_WHY_SHIFT);    /* not yet opened or clicked */
 	cvvlen++;
 	op = xmalloc(sizeof(*op) + bklen + cvklen + cvvlen);
 	op->bklen = bklen;
@@ -635,7 +637,7 @@ bandit_send(const char *campaign, const char *segment, const char *const *ids, i
 	s->arms[i].sends++;
 	pthread_mutex_unlock(&s->lock);
 	addr_norm(addr, sizeof(addr), address);
-	record_send(campaign, segment, ids[i], addr);
+	record_send(campaign, segment, ids[i], addr, *why);
 	return i;
 }
 
@@ -741,7 +743,7 @@ bandit_reward(const char *campaign, const char *address, bool click)
 
 int
 bandit_recipient_variant(const char *campaign, const char *address, char *segment,
-    size_t segcap, char *variant, size_t varcap)
+    size_t segcap, char *variant, size_t varcap, struct bandit_sent *sent)
 {
 	char addr[320], key[KEY_MAX], val[KEY_MAX];
 	size_t klen, vlen = 0, seglen;
@@ -758,6 +760,13 @@ bandit_recipient_variant(const char *campaign, const char *address, char *segmen
 	seglen = strnlen(val + 1, vlen - 1);
 	snprintf(segment, segcap, "%s", val + 1);
 	snprintf(variant, varcap, "%s", seglen + 2 <= vlen ? val + 1 + seglen + 1 : "");
+	if (sent != NULL) {
+		unsigned char f = (unsigned char)val[0];
+
+		sent->why = (enum bandit_why)((f >> CV_WHY_SHIFT) & 3);
+		sent->opened = (f & CV_OPENED) != 0;
+		sent->clicked = (f & CV_CLICKED) != 0;
+	}
 	return 1;
 }
 

@@ -107,10 +107,14 @@ int bandit_send(const char *campaign, const char *segment, const char *const *id
  */
 void bandit_reward(const char *campaign, const char *address, bool click);
 
-/* Which variant address got in campaign: 1 (segment and variant copied),
- * 0 none, -1 store error. */
+/* Which variant address got in campaign: 1 (segment and variant copied,
+ * *sent filled when not NULL), 0 none, -1 store error. */
+struct bandit_sent {
+	enum bandit_why why;           /* why it was chosen */
+	bool opened, clicked;          /* rewarded so far */
+};
 int bandit_recipient_variant(const char *campaign, const char *address, char *segment,
-    size_t segcap, char *variant, size_t varcap);
+    size_t segcap, char *variant, size_t varcap, struct bandit_sent *sent);
 
 struct bandit_stat {
 	struct bandit_arm arm;

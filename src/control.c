@@ -45,6 +45,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "bandit.h"
 #include "campaign.h"
 #include "conf.h"
 #include "control.h"
@@ -1565,7 +1566,15 @@ h_campaign_explain(struct evhttp_request *req, char **params)
 {
 	json_t *o;
 	int st = campaign_explain(params[0], params[1], &o);
+	char seg[256], var[BANDIT_ID_MAX];
+	struct bandit_sent sent;
 
+	/* the variant it got, and why (bandit.h) */
+	if (st == 200 && bandit_recipient_variant(params[0], params[1], seg, sizeof(seg), var,
+	    sizeof(var), &sent) == 1)
+		json_object_set_new(o, "variant", json_pack("{s:s,s:o,s:s,s:b,s:b}", "id", var,
+		    "segment", json_text(seg), "chosen_by", bandit_why_name(sent.why),
+		    "opened", sent.opened, "clicked", sent.clicked));
 	reply_json(req, st, o);
 }
 

@@ -57,6 +57,15 @@ def test_put_add_replace_get_delete(sluiced, receiver):
     assert api_ok(d, "GET", "/v1/recipients/erin@example.com")["segment"] == "old"
     assert api_ok(d, "GET", "/v1/recipients/carol@example.net")["segment"] == "young"
 
+    # a member's opens make the segment's prior (its busiest hours)
+    code, j = d.api("POST", "/v1/events", '{"type": "open", "email": "frank@example.com", '
+                    '"time": "2026-11-17T09:30:00Z"}\n',
+                    headers={"Content-Type": "application/x-ndjson"})
+    assert code == 200 and j["accepted"] == 1, j
+    prior = api_ok(d, "GET", "/v1/segments/old")["prior"]
+    assert prior["events"] == 1 and prior["opens"] == 1
+    assert prior["top_hours"][0]["hour"] == "Tue 09:00" and prior["top_hours"][0]["share"] == 1.0
+
     listing = api_ok(d, "GET", "/v1/segments")["segments"]
     assert listing == [{"segment": "old", "size": 2}, {"segment": "young", "size": 1}]
 

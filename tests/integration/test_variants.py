@@ -84,6 +84,10 @@ def test_rounds_converge_on_the_winner_and_survive_a_restart(sluiced, receiver):
     wait_until(lambda: variants(d)["B"]["opens"] == len(b1), 10, what="B's opens counted")
     v = variants(d)
     assert v["A"]["opens"] == 1 and v["C"]["opens"] == 0
+    # the explain endpoint says which variant a recipient got and why
+    ex = api_ok(d, "GET", "/v1/campaigns/spring/recipients/%s" % b1[0])["variant"]
+    assert (ex["id"], ex["segment"], ex["opened"], ex["clicked"]) == ("B", "fans", True, False)
+    assert ex["chosen_by"] in ("explore", "sample")
     assert v["B"]["sends"] == counts["B"] and v["B"]["p_best"] > 0.99
 
     # round 2: most recipients get B
@@ -92,6 +96,8 @@ def test_rounds_converge_on_the_winner_and_survive_a_restart(sluiced, receiver):
     r2 = got(rx, 60, 60)
     share2 = list(r2.values()).count("B") / 60.0
     assert share2 >= 0.8, r2
+    ex = api_ok(d, "GET", "/v1/campaigns/spring/recipients/%s" % rounds[1][0])["variant"]
+    assert ex["chosen_by"] == "sample" and ex["id"] == r2[rounds[1][0]]
     post_opens(d, [r for r, v in r2.items() if v == "B"])
     wait_until(lambda: variants(d)["B"]["opens"] == len(b1) + list(r2.values()).count("B"),
                10, what="round 2 opens counted")

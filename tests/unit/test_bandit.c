@@ -418,12 +418,15 @@ test_counts_persist(void **state)
 	assert_int_equal(winner, -1);
 
 	/* which variant a recipient got (address domain case-folded) */
+	struct bandit_sent sent;
 	assert_int_equal(bandit_recipient_variant("c1", "u0@example.com", seg, sizeof(seg), var,
-	    sizeof(var)), 1);
+	    sizeof(var), &sent), 1);
 	assert_string_equal(seg, "seg");
 	assert_string_equal(var, ids[got[0]]);
+	assert_int_equal(sent.why, BANDIT_EXPLORE);
+	assert_false(sent.opened || sent.clicked);
 	assert_int_equal(bandit_recipient_variant("c2", "u0@example.com", seg, sizeof(seg), var,
-	    sizeof(var)), 0);
+	    sizeof(var), NULL), 0);
 
 	/* every recipient of A opens, twice; one clicks; strangers do nothing */
 	int a_index = got[0];
@@ -447,6 +450,9 @@ test_counts_persist(void **state)
 			assert_int_equal(st[i].arm.opens + st[i].arm.clicks, 0);
 	assert_true(fabs(st[a_index].mean - 5.0 / 6.0) < 1e-12);
 	assert_true(st[a_index].pbest > 0.9);
+	assert_int_equal(bandit_recipient_variant("c1", "u0@example.com", seg, sizeof(seg), var,
+	    sizeof(var), &sent), 1);
+	assert_true(sent.opened && sent.clicked && sent.why == BANDIT_EXPLORE);
 
 	/* restart: the counts come back from the store */
 	store_close();
@@ -474,7 +480,7 @@ test_counts_persist(void **state)
 	assert_int_equal(bandit_stats("c1", "seg", ids, 3, BANDIT_OPEN, st, &winner, &wms), 0);
 	assert_int_equal(st[0].arm.sends + st[1].arm.sends + st[2].arm.sends, 0);
 	assert_int_equal(bandit_recipient_variant("c1", "u0@example.com", seg, sizeof(seg), var,
-	    sizeof(var)), 0);
+	    sizeof(var), NULL), 0);
 }
 
 static void
