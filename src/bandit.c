@@ -36,6 +36,11 @@
 #define KEY_MAX    1024              /* campaign, segment and variant/address */
 #define CHECK_MS   1000              /* P(best) at most this often per segment */
 #define NBUCKETS   1024
+#define CACHE_MAX  4096               /* sets kept; beyond, idle ones are dropped */
+#define IDLE_MS    (10 * 60 * 1000)   /* unused this long: reloaded from the store if needed */
+
+static int cache_max = CACHE_MAX;
+static int64_t cache_idle_ms = IDLE_MS;
 
 /* ---------------------------------------------------------------- generator */
 
@@ -356,11 +361,48 @@ struct bset {
 	bool checking;                 /* a P(best) check is running */
 	int64_t checked_ms;            /* mono time of the last check */
 	uint64_t checked_total;        /* sends + rewards at that check */
+	int refs;                      /* users outside cache_lock (cache_lock) */
+	int64_t used_ms;               /* mono time of the last use (cache_lock) */
 	pthread_mutex_t lock;
 };
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct bset *buckets[NBUCKETS];
+static int nsets;
+
+static void set_free(struct bset *s);
+
+/*
+ * Over CACHE_MAX sets: drop those nobody holds that were not used for
+ * IDLE_MS (their counts are in the store; a later use reloads them). With
+ * cache_lock held.
+ */
+static void
+cache_trim(int64_t now)
+{
+	for (int b = 0; b < NBUCKETS && nsets > cache_max; b++) {
+		struct bset **pp = &buckets[b], *s;
+
+		while ((s = *pp) != NULL) {
+			if (s->refs == 0 && now - s->used_ms >= cache_idle_ms) {
+				*pp = s->next;
+				set_free(s);
+				nsets--;
+			} else {
+				pp = &s->next;
+			}
+		}
+	}
+}
+
+/* Done with a set from set_get()/set_find(). */
+static void
+set_put(struct bset *s)
+{
+	pthread_mutex_lock(&cache_lock);
+	s->refs--;
+	pthread_mutex_unlock(&cache_lock);
+}
 
 static unsigned
 bucket_of(const char *campaign, const char *segment)
@@ -453,12 +495,16 @@ set_get(const char *campaign, const char *segment, const char *const *ids, int n
 		pthread_mutex_init(&s->lock, NULL);
 		s->next = buckets[b];
 		buckets[b] = s;
+		if (++nsets > cache_max)
+			cache_trim(mono_ms());
 	}
+	s->refs++;
+	s->used_ms = mono_ms();
 	pthread_mutex_unlock(&cache_lock);
 	return s;
 }
 
-/* The cached set when there is one (no store read). */
+/* The cached set when there is one (no store read); set_put() it after. */
 static struct bset *
 set_find(const char *campaign, const char *segment)
 {
@@ -468,6 +514,8 @@ set_find(const char *campaign, const char *segment)
 	for (s = buckets[bucket_of(campaign, segment)]; s != NULL; s = s->next)
 		if (strcmp(s->campaign, campaign) == 0 && strcmp(s->segment, segment) == 0)
 			break;
+	if (s != NULL)
+		s->refs++;
 	pthread_mutex_unlock(&cache_lock);
 	return s;
 }
@@ -479,6 +527,19 @@ set_free(struct bset *s)
 	free(s->campaign);
 	free(s->segment);
 	free(s);
+}
+
+void
+bandit_cache_limits(int max_sets, int64_t idle_ms, int *nsets_out)
+{
+	pthread_mutex_lock(&cache_lock);
+	if (max_sets > 0)
+		cache_max = max_sets;
+	if (idle_ms >= 0)
+		cache_idle_ms = idle_ms;
+	if (nsets_out != NULL)
+		*nsets_out = nsets;
+	pthread_mutex_unlock(&cache_lock);
 }
 
 void
@@ -494,6 +555,7 @@ bandit_cache_clear(void)
 		}
 		buckets[b] = NULL;
 	}
+	nsets = 0;
 	pthread_mutex_unlock(&cache_lock);
 }
 
@@ -636,6 +698,7 @@ bandit_send(const char *campaign, const char *segment, const char *const *ids, i
 	i = bandit_choose(r, s->arms, n, p, s->winner, why);
 	s->arms[i].sends++;
 	pthread_mutex_unlock(&s->lock);
+	set_put(s);
 	addr_norm(addr, sizeof(addr), address);
 	record_send(campaign, segment, ids[i], addr, *why);
 	return i;
@@ -717,6 +780,7 @@ reward_done(void *arg, bool ok)
 				s->arms[i].clicks += (uint64_t)op->d_clicks;
 			}
 		pthread_mutex_unlock(&s->lock);
+		set_put(s);
 	}
 	if (!ok)
 		log_warnx("event=bandit-reward-failed campaign=\"%s\"", op->campaign);
@@ -783,13 +847,21 @@ bandit_stats(const char *campaign, const char *segment, const char *const *ids, 
 
 	if (n < 1 || n > BANDIT_MAX_ARMS)
 		return -1;
-	if ((s = set_find(campaign, segment)) != NULL && same_ids(s, ids, n)) {
+	if ((s = set_find(campaign, segment)) != NULL) {
+		bool same;
+
 		pthread_mutex_lock(&s->lock);
-		memcpy(arms, s->arms, sizeof(arms[0]) * (size_t)n);
-		*winner = s->winner;
-		*winner_ms = s->winner_ms;
+		if ((same = same_ids(s, ids, n))) {
+			memcpy(arms, s->arms, sizeof(arms[0]) * (size_t)n);
+			*winner = s->winner;
+			*winner_ms = s->winner_ms;
+		}
 		pthread_mutex_unlock(&s->lock);
-	} else {
+		set_put(s);
+		if (!same)
+			s = NULL;
+	}
+	if (s == NULL) {
 		if (!store_is_open())
 			return -1;
 		load_set(campaign, segment, ids, n, arms, winner, winner_ms);

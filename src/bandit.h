@@ -130,6 +130,10 @@ struct bandit_stat {
 int bandit_stats(const char *campaign, const char *segment, const char *const *ids, int n,
     enum bandit_reward rw, struct bandit_stat *out, int *winner, int64_t *winner_ms);
 
+/* The cache keeps at most max_sets sets (default 4096) beyond which sets
+ * unused for idle_ms (default 10 min) are dropped (their counts are in the
+ * store); <= 0 / < 0 keeps a value. *nsets (may be NULL): the sets now. */
+void bandit_cache_limits(int max_sets, int64_t idle_ms, int *nsets);
 /* Drop the cache, as at a restart (tests and the bench only: no choice may
  * run meanwhile). */
 void bandit_cache_clear(void);

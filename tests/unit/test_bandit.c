@@ -620,6 +620,38 @@ test_variant_spec(void **state)
 	assert_non_null(strstr(err, "1 to 20"));
 }
 
+static void
+test_cache_bounded(void **state)
+{
+	(void)state;
+	const char *ids[2] = { "A", "B" };
+	struct bandit_policy p = { BANDIT_OPEN, 1, 0 };
+	struct bandit_stat st[2];
+	enum bandit_why why;
+	char seg[32];
+	int n, winner;
+	int64_t wms;
+
+	/* at most 10 sets; idle means "not in use right now" */
+	bandit_cache_limits(10, 0, NULL);
+	for (int i = 0; i < 30; i++) {
+		snprintf(seg, sizeof(seg), "s%d", i);
+		bandit_send("cache", seg, ids, 2, &p, "a@example.com", &why);
+		bandit_send("cache", seg, ids, 2, &p, "b@example.com", &why);
+	}
+	bandit_cache_limits(0, -1, &n);
+	assert_true(n <= 11);
+	/* a dropped set comes back from the store with its counts */
+	store_flush();
+	assert_int_equal(bandit_stats("cache", "s0", ids, 2, BANDIT_OPEN, st, &winner, &wms), 0);
+	assert_int_equal(st[0].arm.sends + st[1].arm.sends, 2);
+	bandit_send("cache", "s0", ids, 2, &p, "c@example.com", &why);
+	store_flush();
+	assert_int_equal(bandit_stats("cache", "s0", ids, 2, BANDIT_OPEN, st, &winner, &wms), 0);
+	assert_int_equal(st[0].arm.sends + st[1].arm.sends, 3);
+	bandit_cache_limits(4096, 10 * 60 * 1000, NULL);
+}
+
 int
 main(void)
 {
@@ -638,6 +670,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_counts_persist, setup_store, teardown_store),
 		cmocka_unit_test_setup_teardown(test_winner_declared_and_kept, setup_store,
 		    teardown_store),
+		cmocka_unit_test_setup_teardown(test_cache_bounded, setup_store, teardown_store),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
