@@ -143,6 +143,7 @@ struct config {
 	char *control_socket;
 	char *log, *accounting, *store;
 	uint64_t store_map_size;
+	int64_t engage_half_life;      /* engagement-half-life, ms */
 	int log_level;
 	int workers;                   /* 0 = auto */
 	int spool_threads;
@@ -169,6 +170,13 @@ struct config {
 	int suppress_soft_n;           /* soft bounces in a run that suppress; 0 = off */
 	int64_t suppress_soft_window;  /* ms: the run must fit in this */
 	bool suppress_gmail;           /* Gmail rule in address normalisation */
+	/* list hygiene of marketing campaigns (hygiene.h) */
+	int64_t sunset_after;          /* ms without engagement; 0 = no sunset */
+	int sunset_min_sends, sunset_reengage;
+	int bounce_risk_soft;          /* soft bounces that make a bounce risk; 0 = off */
+	int64_t bounce_risk_no_mx;     /* how long a domain without MX is skipped; 0 = off */
+	bool skip_role_addresses;
+	int64_t trap_suspect_age;
 
 	struct listener_conf *listeners; int nlisteners;
 	struct source_conf *sources;     int nsources;

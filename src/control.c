@@ -45,11 +45,17 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "bandit.h"
+#include "campaign.h"
 #include "conf.h"
 #include "control.h"
+#include "ctl_stream.h"
 #include "inject.h"
 #include "log.h"
+#include "mime.h"
 #include "queue.h"
+#include "recipient.h"
+#include "segment.h"
 #include "site.h"
 #include "site_ctl.h"
 #include "smtp_parse.h"
@@ -1127,308 +1133,6 @@ h_reload(struct evhttp_request *req, char **params)
 
 /* ---------------------------------------------------------------- POST /v1/messages */
 
-static bool
-has_8bit(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] >= 0x80)
-			return true;
-	return false;
-}
-
-static void
-b64_append(struct evbuffer *b, const unsigned char *s, size_t n)
-{
-	unsigned char out[4 * 48 / 3 + 1];
-
-	while (n > 0) {
-		size_t k = MIN(n, (size_t)48);
-		int len = EVP_EncodeBlock(out, s, (int)k);
-
-		evbuffer_add(b, out, (size_t)len);
-		s += k;
-		n -= k;
-	}
-}
-
-/*
- * RFC 2047 encoded words for UTF-8 text, split at character boundaries so
- * that every word stays within 75 characters; words are separated by a
- * space, where the header folder may break the line.
- */
-static void
-encoded_words(struct evbuffer *b, const char *s, size_t n)
-{
-	bool first = true;
-
-	while (n > 0) {
-		size_t k = MIN(n, (size_t)45);
-
-		while (k < n && k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
-			k--;
-		if (k == 0)
-			k = MIN(n, (size_t)45);
-		evbuffer_add_printf(b, "%s=?UTF-8?B?", first ? "" : " ");
-		b64_append(b, (const unsigned char *)s, k);
-		evbuffer_add(b, "?=", 2);
-		s += k;
-		n -= k;
-		first = false;
-	}
-}
-
-/* Header value text: as is when ASCII, else encoded words (unstructured fields). */
-static void
-header_text(struct evbuffer *b, const char *s)
-{
-	if (has_8bit(s, strlen(s)))
-		encoded_words(b, s, strlen(s));
-	else
-		evbuffer_add(b, s, strlen(s));
-}
-
-/*
- * An address list: display names with non-ASCII become encoded words; the
- * addresses are kept (a UTF-8 address needs SMTPUTF8, flagged by *utf8).
- */
-static void
-header_addrs(struct evbuffer *b, const char *s, bool *utf8)
-{
-	const char *p = s;
-
-	if (!has_8bit(s, strlen(s))) {
-		evbuffer_add(b, s, strlen(s));
-		return;
-	}
-	while (*p != '\0') {
-		const char *start = p, *lt = NULL;
-		bool q = false;
-		int angle = 0;
-
-		for (; *p != '\0'; p++) {
-			if (*p == '"' && (p == start || p[-1] != '\\'))
-				q = !q;
-			else if (!q && *p == '<') {
-				angle++;
-				lt = p;
-			} else if (!q && *p == '>' && angle > 0)
-				angle--;
-			else if (!q && angle == 0 && *p == ',')
-				break;
-		}
-		const char *end = p;
-		while (start < end && isspace((unsigned char)*start))
-			start++;
-		while (end > start && isspace((unsigned char)end[-1]))
-			end--;
-		if (lt != NULL && lt >= start && has_8bit(start, (size_t)(lt - start))) {
-			const char *ps = start, *pe = lt;
-
-			while (pe > ps && isspace((unsigned char)pe[-1]))
-				pe--;
-			if (pe - ps >= 2 && *ps == '"' && pe[-1] == '"') {
-				ps++;
-				pe--;
-			}
-			encoded_words(b, ps, (size_t)(pe - ps));
-			evbuffer_add(b, " ", 1);
-			evbuffer_add(b, lt, (size_t)(end - lt));
-			if (has_8bit(lt, (size_t)(end - lt)))
-				*utf8 = true;
-		} else {
-			evbuffer_add(b, start, (size_t)(end - start));
-			if (has_8bit(start, (size_t)(end - start)))
-				*utf8 = true;
-		}
-		if (*p == ',') {
-			evbuffer_add(b, ", ", 2);
-			p++;
-		}
-	}
-}
-
-/*
- * Write "Name: value" CRLF, folding at spaces so that lines stay near 78
- * characters where the value allows it.
- */
-static void
-header_fold(struct evbuffer *out, const char *name, const char *value, size_t vlen)
-{
-	size_t col = strlen(name) + 2, i = 0;
-
-	evbuffer_add_printf(out, "%s: ", name);
-	while (i < vlen) {
-		size_t j = i;
-
-		/* a word: the space(s) before it, then non-spaces */
-		while (j < vlen && value[j] == ' ')
-			j++;
-		while (j < vlen && value[j] != ' ')
-			j++;
-		if (i > 0 && col + (j - i) > 78 && value[i] == ' ') {
-			evbuffer_add(out, "\r\n", 2);
-			col = 0;
-		}
-		evbuffer_add(out, value + i, j - i);
-		col += j - i;
-		i = j;
-	}
-	evbuffer_add(out, "\r\n", 2);
-}
-
-static void
-header_add(struct evbuffer *out, const char *name, struct evbuffer *val)
-{
-	size_t n = evbuffer_get_length(val);
-	const char *v = (const char *)evbuffer_pullup(val, -1);
-
-	header_fold(out, name, v ? v : "", n);
-	evbuffer_drain(val, n);
-}
-
-static bool
-is_addr_header(const char *name)
-{
-	static const char *const names[] = { "From", "To", "Cc", "Reply-To", "Sender" };
-
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
-		if (strcasecmp(name, names[i]) == 0)
-			return true;
-	return false;
-}
-
-/* Quoted-printable (RFC 2045 6.7), line breaks in the text are hard breaks. */
-static void
-qp_append(struct evbuffer *b, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t col = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char enc[4];
-		size_t len;
-
-		if (c == '\n' || (c == '\r' && i + 1 < n && s[i + 1] == '\n')) {
-			if (c == '\r')
-				i++;
-			evbuffer_add(b, "\r\n", 2);
-			col = 0;
-			continue;
-		}
-		bool eol = i + 1 == n || s[i + 1] == '\n' || s[i + 1] == '\r';
-		if ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !eol)) {
-			enc[0] = (char)c;
-			len = 1;
-		} else {
-			enc[0] = '=';
-			enc[1] = hex[c >> 4];
-			enc[2] = hex[c & 15];
-			len = 3;
-		}
-		if (col + len > 75) {
-			evbuffer_add(b, "=\r\n", 3);
-			col = 0;
-		}
-		evbuffer_add(b, enc, len);
-		col += len;
-	}
-	evbuffer_add(b, "\r\n", 2);
-}
-
-static void
-b64_body(struct evbuffer *b, const char *s, size_t n)
-{
-	while (n > 0) {
-		size_t k = MIN(n, (size_t)57);   /* 76 characters a line */
-
-		b64_append(b, (const unsigned char *)s, k);
-		evbuffer_add(b, "\r\n", 2);
-		s += k;
-		n -= k;
-	}
-}
-
-/* Text as plain 7bit lines (CRLF), when it is ASCII with short lines. */
-static bool
-plain_ok(const char *s, size_t n)
-{
-	size_t line = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c >= 0x80 || c == '\0' || (c == '\r' && (i + 1 == n || s[i + 1] != '\n')))
-			return false;
-		line = c == '\n' ? 0 : line + 1;
-		if (line > 998)
-			return false;
-	}
-	return true;
-}
-
-static void
-plain_append(struct evbuffer *b, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '\r')
-			continue;
-		if (s[i] == '\n')
-			evbuffer_add(b, "\r\n", 2);
-		else
-			evbuffer_add(b, s + i, 1);
-	}
-	if (n == 0 || s[n - 1] != '\n')
-		evbuffer_add(b, "\r\n", 2);
-}
-
-/* One body part's headers (content-type family) and content. */
-static void
-mime_part(struct evbuffer *b, const char *subtype, const char *s, size_t n)
-{
-	size_t high = 0;
-
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] >= 0x80)
-			high++;
-	if (plain_ok(s, n)) {
-		evbuffer_add_printf(b, "Content-Type: text/%s; charset=us-ascii\r\n"
-		    "Content-Transfer-Encoding: 7bit\r\n\r\n", subtype);
-		plain_append(b, s, n);
-	} else if (high * 3 > n) {
-		evbuffer_add_printf(b, "Content-Type: text/%s; charset=utf-8\r\n"
-		    "Content-Transfer-Encoding: base64\r\n\r\n", subtype);
-		b64_body(b, s, n);
-	} else {
-		evbuffer_add_printf(b, "Content-Type: text/%s; charset=utf-8\r\n"
-		    "Content-Transfer-Encoding: quoted-printable\r\n\r\n", subtype);
-		qp_append(b, s, n);
-	}
-}
-
-static bool
-header_given(json_t *headers, const char *name)
-{
-	const char *k;
-	json_t *v;
-
-	json_object_foreach(headers, k, v)
-		if (strcasecmp(k, name) == 0)
-			return true;
-	return false;
-}
-
-static bool
-header_name_ok(const char *s)
-{
-	if (*s == '\0' || strlen(s) > 76)
-		return false;
-	for (; *s; s++)
-		if ((unsigned char)*s < 33 || (unsigned char)*s > 126 || *s == ':')
-			return false;
-	return true;
-}
-
 /*
  * Build an RFC 5322 message (CRLF line ends, not yet dot-stuffed) from the
  * structured fields. Returns NULL with the error reply sent.
@@ -1437,106 +1141,59 @@ static struct evbuffer *
 build_structured(struct evhttp_request *req, json_t *body, const char *from,
     json_t *to, bool *utf8)
 {
-	static const char *const reserved[] = { "MIME-Version", "Content-Type",
-	    "Content-Transfer-Encoding", "Bcc" };
-	struct evbuffer *out = evbuffer_new(), *v = evbuffer_new();
-	json_t *headers = json_object_get(body, "headers"), *hv;
+	json_t *headers = json_object_get(body, "headers"), *hv, *e;
 	const char *subject, *text, *html, *hk;
-	size_t tlen = 0, hlen = 0, i;
-	json_t *e;
+	struct mime_header *hdrs = NULL;
+	const char **tov = NULL;
+	struct evbuffer *out = NULL;
+	size_t nh = 0, i;
 
 	if (member_str(req, body, "subject", &subject) < 0 ||
 	    member_str(req, body, "text", &text) < 0 ||
 	    member_str(req, body, "html", &html) < 0)
-		goto fail;
+		return NULL;
 	if (text == NULL && html == NULL) {
 		reply_error(req, 400, "bad_request", "a message needs \"raw\", or \"text\" and/or \"html\"");
-		goto fail;
+		return NULL;
 	}
 	if (headers != NULL && !json_is_object(headers)) {
 		reply_error(req, 400, "bad_request", "\"headers\" must be an object of strings");
-		goto fail;
+		return NULL;
 	}
+	hdrs = xcalloc(json_object_size(headers) + 1, sizeof(*hdrs));
 	json_object_foreach(headers, hk, hv) {
 		const char *val = json_string_value(hv);
 
-		if (!header_name_ok(hk)) {
+		if (!mime_header_name_ok(hk)) {
 			reply_error(req, 400, "bad_request", "bad header name \"%s\"", hk);
-			goto fail;
+			goto out;
 		}
 		if (val == NULL || strlen(val) != json_string_length(hv) || strpbrk(val, "\r\n")) {
 			reply_error(req, 400, "bad_request",
 			    "header \"%s\" must be a one-line string", hk);
-			goto fail;
+			goto out;
 		}
-		for (i = 0; i < ARRAY_SIZE(reserved); i++)
-			if (strcasecmp(hk, reserved[i]) == 0) {
-				reply_error(req, 400, "bad_request",
-				    "header \"%s\" is set by sluice for structured messages (use \"raw\")", hk);
-				goto fail;
-			}
+		if (mime_header_reserved(hk)) {
+			reply_error(req, 400, "bad_request",
+			    "header \"%s\" is set by sluice for structured messages (use \"raw\")", hk);
+			goto out;
+		}
 		if (strcasecmp(hk, "Subject") == 0 && subject != NULL) {
 			reply_error(req, 400, "bad_request", "\"subject\" and a Subject header are both given");
-			goto fail;
+			goto out;
 		}
+		hdrs[nh].name = hk;
+		hdrs[nh++].value = val;
 	}
-
-	/* From and To from the envelope unless given as headers. */
-	if (!header_given(headers, "From")) {
-		header_addrs(v, from, utf8);
-		header_add(out, "From", v);
-	}
-	if (!header_given(headers, "To")) {
-		json_array_foreach(to, i, e) {
-			if (i > 0)
-				evbuffer_add(v, ", ", 2);
-			header_addrs(v, json_string_value(e), utf8);
-		}
-		header_add(out, "To", v);
-	}
-	if (subject != NULL) {
-		header_text(v, subject);
-		header_add(out, "Subject", v);
-	}
-	json_object_foreach(headers, hk, hv) {
-		const char *val = json_string_value(hv);
-
-		if (is_addr_header(hk))
-			header_addrs(v, val, utf8);
-		else
-			header_text(v, val);
-		header_add(out, hk, v);
-	}
-	evbuffer_add_printf(out, "MIME-Version: 1.0\r\n");
-
-	if (text != NULL)
-		tlen = strlen(text);
-	if (html != NULL)
-		hlen = strlen(html);
-	if (text != NULL && html != NULL) {
-		char id[27], boundary[64];
-
-		random_id(id);
-		snprintf(boundary, sizeof(boundary), "=_sluice_%s", id);
-		evbuffer_add_printf(out, "Content-Type: multipart/alternative;\r\n"
-		    " boundary=\"%s\"\r\n\r\n", boundary);
-		evbuffer_add_printf(out, "This is a multi-part message in MIME format.\r\n\r\n");
-		evbuffer_add_printf(out, "--%s\r\n", boundary);
-		mime_part(out, "plain", text, tlen);
-		evbuffer_add_printf(out, "--%s\r\n", boundary);
-		mime_part(out, "html", html, hlen);
-		evbuffer_add_printf(out, "--%s--\r\n", boundary);
-	} else if (text != NULL) {
-		mime_part(out, "plain", text, tlen);
-	} else {
-		mime_part(out, "html", html, hlen);
-	}
-	evbuffer_free(v);
+	tov = xcalloc(json_array_size(to) + 1, sizeof(*tov));
+	json_array_foreach(to, i, e)
+		tov[i] = json_string_value(e);
+	out = evbuffer_new();
+	mime_build(out, from, tov, json_array_size(to), subject, hdrs, nh, text, html, utf8);
+out:
+	free(hdrs);
+	free(tov);
 	return out;
-fail:
-	evbuffer_free(v);
-	evbuffer_free(out);
-	return NULL;
 }
 
 /* "Received:" for an API injection, naming the local peer's uid. */
@@ -1695,7 +1352,7 @@ raw_message(struct evhttp_request *req, json_t *body, bool *utf8)
 	hend2 = strstr(raw, "\r\n\r\n");
 	if (hend == NULL || (hend2 != NULL && hend2 < hend))
 		hend = hend2;
-	if (has_8bit(raw, hend ? (size_t)(hend - raw) : n))
+	if (mime_has_8bit(raw, hend ? (size_t)(hend - raw) : n))
 		*utf8 = true;
 	msg = evbuffer_new();
 	evbuffer_add(msg, raw, n);
@@ -1717,7 +1374,7 @@ wire_form(struct evbuffer *msg, bool *eightbit)
 		dst[wlen++] = '\r';
 		dst[wlen++] = '\n';
 	}
-	*eightbit = has_8bit(dst, wlen);
+	*eightbit = mime_has_8bit(dst, wlen);
 	evbuffer_add(wire, dst, wlen);
 	free(dst);
 	return wire;
@@ -1802,6 +1459,301 @@ out:
 	json_decref(to);
 	json_decref(body);
 }
+
+/* ---------------------------------------------------------------- campaigns and events */
+
+/*
+ * What a streamed body feeds (ctl_stream.c): POST /v1/campaigns,
+ * /v1/campaigns/ID/recipients and /v1/events an nd_load (campaign.c),
+ * PUT /v1/segments/NAME a seg_load (segment.c). A segment request refused
+ * at its head (bad name or mode) keeps its answer for the handler.
+ */
+struct stream_ctx {
+	struct nd_load *nd;
+	struct seg_load *seg;
+	int status;
+	json_t *err;
+};
+
+static void
+stream_ctx_free(struct stream_ctx *sc)
+{
+	if (sc == NULL)
+		return;
+	if (sc->nd != NULL)
+		nd_load_free(sc->nd);
+	segment_load_free(sc->seg);
+	json_decref(sc->err);
+	free(sc);
+}
+
+/* The value of key in an undecoded query string (malloc'd), or NULL. */
+static char *
+query_value(const char *query, const char *key)
+{
+	struct evkeyvalq q;
+	const char *v;
+	char *out = NULL;
+
+	TAILQ_INIT(&q);
+	if (query == NULL || evhttp_parse_query_str(query, &q) != 0)
+		return NULL;
+	if ((v = evhttp_find_header(&q, key)) != NULL)
+		out = xstrdup(v);
+	evhttp_clear_headers(&q);
+	return out;
+}
+
+/*
+ * The body was read line by line by the stream filter into an nd_load;
+ * here only the answer is written.
+ */
+static void
+h_stream(struct evhttp_request *req, char **params)
+{
+	struct stream_ctx *sc = ctl_stream_take(req);
+	struct evbuffer *plan = NULL;
+	json_t *body = NULL;
+	int status;
+
+	(void)params;
+	if (sc == NULL || sc->nd == NULL) {
+		reply_error(req, 400, "bad_request", "the body was not read as NDJSON (send it again)");
+		stream_ctx_free(sc);
+		return;
+	}
+	status = nd_load_reply(sc->nd, &body, &plan);
+	if (plan != NULL) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+		    "application/x-ndjson");
+		evhttp_send_reply(req, status, status_reason(status), plan);
+		evbuffer_free(plan);
+	} else
+		reply_json(req, status, body);
+	stream_ctx_free(sc);
+}
+
+static void
+h_campaigns(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = campaign_list(&o);
+
+	(void)params;
+	reply_json(req, st, o);
+}
+
+static void
+h_campaign(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = campaign_status(params[0], &o);
+
+	reply_json(req, st, o);
+}
+
+static void
+h_campaign_cancel(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = campaign_cancel(params[0], &o);
+
+	reply_json(req, st, o);
+}
+
+static void
+h_campaign_explain(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = campaign_explain(params[0], params[1], &o);
+	char seg[256], var[BANDIT_ID_MAX];
+	struct bandit_sent sent;
+
+	/* the variant it got, and why (bandit.h) */
+	if (st == 200 && bandit_recipient_variant(params[0], params[1], seg, sizeof(seg), var,
+	    sizeof(var), &sent) == 1)
+		json_object_set_new(o, "variant", json_pack("{s:s,s:o,s:s,s:b,s:b}", "id", var,
+		    "segment", json_text(seg), "chosen_by", bandit_why_name(sent.why),
+		    "opened", sent.opened, "clicked", sent.clicked));
+	reply_json(req, st, o);
+}
+
+/* ---------------------------------------------------------------- segments, variants, recipients */
+
+/* PUT /v1/segments/NAME: the members were written as they streamed in. */
+static void
+h_segment_put(struct evhttp_request *req, char **params)
+{
+	struct stream_ctx *sc = ctl_stream_take(req);
+	json_t *o;
+	int st;
+
+	(void)params;
+	if (sc == NULL || sc->nd != NULL) {
+		reply_error(req, 400, "bad_request", "the body was not read as NDJSON (send it again)");
+		stream_ctx_free(sc);
+		return;
+	}
+	if (sc->seg == NULL) {
+		reply_json(req, sc->status, json_incref(sc->err));
+		stream_ctx_free(sc);
+		return;
+	}
+	st = segment_load_reply(sc->seg, &o);
+	reply_json(req, st, o);
+	stream_ctx_free(sc);
+}
+
+static void
+h_segments(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = segment_list(&o);
+
+	(void)params;
+	reply_json(req, st, o);
+}
+
+static void
+h_segment(struct evhttp_request *req, char **params)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+	char *members = query_value(query, "members"), *after = query_value(query, "after");
+	json_t *o;
+	int st = segment_get(params[0], &o);
+
+	if (st == 200 && members != NULL) {
+		uint64_t n;
+		const char *e;
+		bool more;
+
+		if (parse_uint(members, &n, &e) < 0 || n > 100000) {
+			json_decref(o);
+			reply_error(req, 400, "bad_request", "members must be a number from 0 to 100000");
+			goto out;
+		}
+		json_object_set_new(o, "members", segment_members(params[0], after, (size_t)n, &more));
+		json_object_set_new(o, "more", json_boolean(more));
+	}
+	reply_json(req, st, o);
+out:
+	free(members);
+	free(after);
+}
+
+static void
+h_segment_delete(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = segment_delete(params[0], &o);
+
+	reply_json(req, st, o);
+}
+
+static void
+h_campaign_variants(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = campaign_variants(params[0], &o);
+
+	reply_json(req, st, o);
+}
+
+static void
+h_recipient(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = recipient_info(params[0], &o);
+
+	reply_json(req, st, o);
+}
+
+static void
+h_recipient_trap(struct evhttp_request *req, char **params)
+{
+	json_t *o;
+	int st = recipient_spam_trap(params[0], &o);
+
+	reply_json(req, st, o);
+}
+
+/* ---------------------------------------------------------------- streamed bodies */
+
+static void
+stream_line(void *ctx, const char *line, size_t len, long n)
+{
+	struct stream_ctx *sc = ctx;
+
+	if (sc->nd != NULL)
+		nd_load_line(sc->nd, line, len, n);
+	else if (sc->seg != NULL)
+		segment_load_line(sc->seg, line, len, n);
+}
+
+static void
+stream_too_long(void *ctx, long n)
+{
+	struct stream_ctx *sc = ctx;
+
+	if (sc->nd != NULL)
+		nd_load_too_long(sc->nd, n);
+	else if (sc->seg != NULL)
+		segment_load_too_long(sc->seg, n);
+}
+
+static void
+stream_end(void *ctx)
+{
+	struct stream_ctx *sc = ctx;
+
+	if (sc->nd != NULL)
+		nd_load_end(sc->nd);
+	else if (sc->seg != NULL)
+		segment_load_end(sc->seg);
+}
+
+static void
+stream_abort(void *ctx)
+{
+	stream_ctx_free(ctx);
+}
+
+static void *
+stream_begin(const char *method, const char *path, const char *query)
+{
+	struct stream_ctx *sc;
+	const char *p = path;
+
+	while (*p == '/')
+		p++;
+	if (strcmp(method, "PUT") == 0 && strncmp(p, "v1/segments/", 12) == 0 &&
+	    p[12] != '\0' && strchr(p + 12, '/') == NULL) {
+		size_t dlen = 0;
+		char *name = evhttp_uridecode(p + 12, 0, &dlen), *mode = query_value(query, "mode");
+
+		sc = xcalloc(1, sizeof(*sc));
+		if (name == NULL || strlen(name) != dlen) {
+			sc->status = 400;
+			sc->err = segment_json_error("bad_request", "invalid segment name");
+		} else {
+			sc->seg = segment_load_begin(name, mode, &sc->status, &sc->err);
+		}
+		free(name);
+		free(mode);
+		return sc;
+	}
+	struct nd_load *l = nd_load_begin(method, path);
+	if (l == NULL)
+		return NULL;
+	sc = xcalloc(1, sizeof(*sc));
+	sc->nd = l;
+	return sc;
+}
+
+static const struct ctl_stream_ops stream_ops = {
+	stream_begin, stream_line, stream_too_long, stream_end, stream_abort,
+};
 
 /* ---------------------------------------------------------------- suppression */
 
@@ -2293,12 +2245,26 @@ static const struct route {
 	{ "v1/messages/*",        EVHTTP_REQ_GET,    h_message },
 	{ "v1/messages/*",        EVHTTP_REQ_DELETE, h_message_delete },
 	{ "v1/reload",            EVHTTP_REQ_POST,   h_reload },
+	{ "v1/campaigns",         EVHTTP_REQ_POST,   h_stream },
+	{ "v1/campaigns",         EVHTTP_REQ_GET,    h_campaigns },
+	{ "v1/campaigns/*",       EVHTTP_REQ_GET,    h_campaign },
+	{ "v1/campaigns/*/cancel", EVHTTP_REQ_POST,  h_campaign_cancel },
+	{ "v1/campaigns/*/recipients", EVHTTP_REQ_POST, h_stream },
+	{ "v1/campaigns/*/recipients/*", EVHTTP_REQ_GET, h_campaign_explain },
+	{ "v1/events",            EVHTTP_REQ_POST,   h_stream },
 	{ "v1/suppression",       EVHTTP_REQ_GET,    h_supp_list },
 	{ "v1/suppression/import", EVHTTP_REQ_POST,  h_supp_import },
 	{ "v1/suppression/export", EVHTTP_REQ_GET,   h_supp_export },
 	{ "v1/suppression/*",     EVHTTP_REQ_GET,    h_supp_get },
 	{ "v1/suppression/*",     EVHTTP_REQ_PUT,    h_supp_put },
 	{ "v1/suppression/*",     EVHTTP_REQ_DELETE, h_supp_delete },
+	{ "v1/campaigns/*/variants", EVHTTP_REQ_GET, h_campaign_variants },
+	{ "v1/segments",          EVHTTP_REQ_GET,    h_segments },
+	{ "v1/segments/*",        EVHTTP_REQ_GET,    h_segment },
+	{ "v1/segments/*",        EVHTTP_REQ_PUT,    h_segment_put },
+	{ "v1/segments/*",        EVHTTP_REQ_DELETE, h_segment_delete },
+	{ "v1/recipients/*",      EVHTTP_REQ_GET,    h_recipient },
+	{ "v1/recipients/*/spam-trap", EVHTTP_REQ_POST, h_recipient_trap },
 	{ "v1/warmup",            EVHTTP_REQ_GET,    h_warmup },
 };
 
@@ -2552,6 +2518,9 @@ control_start(const struct config *c, char *err, size_t errlen)
 	    CTL_MAX_IMPORT));
 	evhttp_set_timeout(ctl.http, CTL_HTTP_TIMEOUT);
 	evhttp_set_gencb(ctl.http, ctl_request, NULL);
+	/* NDJSON bodies (campaigns, events) are read as they arrive */
+	ctl_stream_init(&stream_ops);
+	evhttp_set_bevcb(ctl.http, ctl_stream_bevcb, NULL);
 	ctl.stop_ev = event_new(ctl.base, -1, 0, on_stop, NULL);
 	if (ctl.stop_ev == NULL) {
 		snprintf(err, errlen, "control: cannot create its stop event");

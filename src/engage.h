@@ -18,6 +18,7 @@
 
 enum engage_type {
 	EV_OPEN, EV_CLICK, EV_UNSUBSCRIBE, EV_COMPLAINT, EV_CONVERSION, EV_SEND, EV_BOUNCE,
+	EV_SOFT_BOUNCE,        /* a transient failure; soft_bounces counts the run since the last send */
 };
 
 struct engage_rec {
@@ -47,5 +48,27 @@ int engage_get_segment(const char *address, char *segment, size_t cap);
  * the global one (every event). 1 found, 0 none, -1 error. */
 int engage_segment_get(const char *segment, struct engage_rec *rec);
 int engage_global_get(struct engage_rec *rec);
+
+/* ---- additions for the campaign engine, the importer and tests ---- */
+
+#include <lmdb.h>
+
+/* The half-life of the histograms (the engagement-half-life directive). */
+int64_t engage_half_life(void);
+/* The store key of an address (lower-cased); returns its length. */
+size_t engage_key(const char *address, char *out, size_t cap);
+/* The compact on-disk form (see engage.c): at most ENGAGE_MAX_ENCODED bytes. */
+#define ENGAGE_MAX_ENCODED (72 + 3 * ENGAGE_SLOTS)
+size_t engage_encode(const struct engage_rec *r, unsigned char *buf);
+int engage_decode(const void *data, size_t len, struct engage_rec *r);
+/* Inside a write transaction (the writer thread): apply one event to the
+ * recipient keyed `key` (engage_key form) and to the priors. */
+int engage_apply_txn(MDB_txn *txn, const char *key, size_t klen, enum engage_type type,
+    int64_t time_ms);
+/* Inside a write transaction: set the segment (its history joins the
+ * segment's prior when the recipient moves in). */
+int engage_set_segment_txn(MDB_txn *txn, const char *address, const char *segment);
+/* In a caller's read transaction: 1 found, 0 none (zeroed), -1 error. */
+int engage_get_txn(MDB_txn *txn, const char *address, struct engage_rec *rec);
 
 #endif

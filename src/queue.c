@@ -22,8 +22,11 @@
 #include <event2/event.h>
 
 #include "bounce.h"
+#include "campaign.h"
 #include "conf.h"
 #include "dns.h"
+#include "engage.h"
+#include "hygiene.h"
 #include "log.h"
 #include "queue.h"
 #include "site.h"
@@ -511,6 +514,7 @@ load_one(const char *path, void *arg)
 		return;
 	}
 	m->path = xstrdup(path);
+	campaign_note_spooled(&m->sm);
 	/* packed here, so the loose copy is freed before the next file is
 	 * read: the scan outruns the workers, and a million loose envelopes
 	 * waiting in their mailboxes would be the process's peak */
@@ -621,6 +625,9 @@ route_failed(struct route_ctx *rc, const struct dns_result *res)
 	struct smtp_reply rep;
 	struct attempt_info ai = { .site = rc->domain, .lim = &rc->lim };
 
+	/* marketing campaigns skip such a domain for a while (hygiene.h) */
+	if (res->status == DNS_NXDOMAIN || res->status == DNS_NULLMX || res->status == DNS_NOHOST)
+		hygiene_note_no_mx(rc->domain, now_ms());
 	switch (res->status) {
 	case DNS_NXDOMAIN:
 		smtp_reply_set(&rep, 550, "5.1.2", "Domain %s does not exist", rc->domain);
@@ -760,6 +767,11 @@ outcome_event(const char *type, struct qrcpt *r, const struct smtp_reply *rep,
 	jb_str(&j, "sender", m->sm.sender);
 	jb_str(&j, "recipient", qrcpt_addr(r));
 	jb_str(&j, "campaign", m->sm.campaign);
+	/* a campaign message's segment, variant and list-health flag (campaign.c) */
+	jb_str(&j, "segment", meta(m, "segment"));
+	jb_str(&j, "variant", meta(m, "variant"));
+	if (meta(m, "trap_suspect") != NULL)
+		jb_bool(&j, "trap_suspect", true);
 	jb_str(&j, "pool", m->sm.pool);
 	jb_str(&j, "source", ai->source);
 	jb_str(&j, "source_ip", ai->source_addr);
@@ -770,6 +782,7 @@ outcome_event(const char *type, struct qrcpt *r, const struct smtp_reply *rep,
 	jb_int(&j, "code", rep->code);
 	if (rep->enh[0])
 		jb_str(&j, "status", rep->enh);
+	jb_str(&j, "scheduled_at", meta(m, "scheduled_at"));
 	if (strcmp(type, "delivery") != 0) {
 		struct bounce_class bc;
 		if (bcl != NULL)
@@ -845,6 +858,8 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 		log_info("event=delivered id=%s rcpt=%s site=%s mx=%s attempt=%d", m->sm.id,
 		    qrcpt_addr(r), ai->site ? ai->site : "-", ai->mx ? ai->mx : "-", attempt);
 		atomic_fetch_add(&qstats.delivered, 1);
+		engage_note(qrcpt_addr(r), EV_SEND, now, m->sm.campaign);
+		campaign_note_outcome(&m->sm, (int)r->idx, RS_DELIVERED);
 		suppress_note_delivery(qrcpt_addr(r));
 		finish(r, RS_DELIVERED);
 		return;
@@ -861,6 +876,8 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 		atomic_fetch_add(&qstats.bounced, 1);
 		if (!m->deleted)
 			dsn_queue_failure(m, (int)r->idx, rep, ai, false);
+		engage_note(qrcpt_addr(r), EV_BOUNCE, now, m->sm.campaign);
+		campaign_note_outcome(&m->sm, (int)r->idx, RS_BOUNCED);
 		finish(r, RS_BOUNCED);
 		return;
 	}
@@ -887,6 +904,7 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 			suppress_note_bounce(qrcpt_addr(r), false, "message-expired", src);
 		}
 		dsn_queue_failure(m, (int)r->idx, rep, ai, true);
+		campaign_note_outcome(&m->sm, (int)r->idx, RS_EXPIRED);
 		finish(r, RS_EXPIRED);
 		return;
 	}
@@ -896,6 +914,7 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 	if (next > expires)
 		next = expires;
 	outcome_event("transient", r, rep, ai, attempt, next, NULL);
+	engage_note(qrcpt_addr(r), EV_SOFT_BOUNCE, now, m->sm.campaign);
 	log_info("event=deferred id=%s rcpt=%s site=%s code=%d attempt=%d next_in_ms=%" PRId64,
 	    m->sm.id, qrcpt_addr(r), ai->site ? ai->site : "-", rep->code, attempt, next - now);
 	atomic_fetch_add(&qstats.transient, 1);

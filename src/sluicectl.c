@@ -59,8 +59,26 @@ static const char usage_text[] =
 "  suppression import FILE [--format csv|ndjson] [--reason R] [--scope S]\n"
 "  suppression export [--format csv|ndjson] [FILE]\n"
 "                                the suppression list (sluicectl suppression help)\n"
+"  campaign create|plan FILE     create a campaign from NDJSON (plan: dry run)\n"
+"  campaign add ID FILE          more recipients for a campaign\n"
+"  campaign status|cancel ID     a campaign's counts per state; cancel it\n"
+"  campaign list                 every campaign\n"
+"  campaign explain ID ADDRESS   why a recipient's send time was chosen\n"
+"  events import FILE            import engagement events (NDJSON)\n"
 "  warmup                        IP warm-up: each source's schedule, day, and\n"
 "                                today's cap and count per provider\n"
+"  segment list                  segments and their sizes\n"
+"  segment get NAME [--members N [--after ADDRESS]]\n"
+"                                a segment's size, prior (busiest hours), members\n"
+"  segment put NAME [--replace] [FILE|-]\n"
+"                                add the addresses of FILE (one a line, or NDJSON\n"
+"                                {\"email\": ...}; default standard input) to a\n"
+"                                segment, streamed; --replace drops the others\n"
+"  segment delete NAME           delete a segment and its memberships\n"
+"  variants CAMPAIGN             a campaign's variants: sends, opens, clicks,\n"
+"                                posterior mean, probability of being the best\n"
+"  recipient EMAIL               a recipient's engagement, score with its parts,\n"
+"                                segment and list-hygiene verdict\n"
 "  dkim ...                      DKIM key tools (sluicectl dkim help)\n"
 "  verp keygen FILE              write a new VERP key (verp-key)\n"
 "  verp check ADDRESS            is ADDRESS a valid VERP address, and of which send\n"
@@ -167,9 +185,22 @@ on_data(char *ptr, size_t size, size_t nmemb, void *arg)
  * One request. Returns with r filled (any HTTP status); exits 2 when the
  * socket cannot be reached and 1 on any other transport problem.
  */
+static size_t
+on_read(char *buf, size_t size, size_t nmemb, void *arg)
+{
+	FILE *in = arg;
+	size_t n = fread(buf, 1, size * nmemb, in);
+
+	if (n == 0 && ferror(in))
+		return CURL_READFUNC_ABORT;
+	return n;
+}
+
+/* The request body comes from `in` when not NULL (NDJSON, sent chunked as
+ * it is read), else from body. */
 static void
-api(const struct ctl_opts *o, const char *method, const char *path, json_t *body,
-    struct resp *r)
+api_in(const struct ctl_opts *o, const char *method, const char *path, json_t *body,
+    FILE *in, struct resp *r)
 {
 	char url[2048], errbuf[CURL_ERROR_SIZE] = "";
 	struct curl_slist *hdrs = NULL;
@@ -193,7 +224,15 @@ api(const struct ctl_opts *o, const char *method, const char *path, json_t *body
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, 300L);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
-	if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
+	if (in != NULL) {
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+		curl_easy_setopt(h, CURLOPT_READDATA, in);
+		curl_easy_setopt(h, CURLOPT_TIMEOUT, 0L);       /* as long as the input lasts */
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/x-ndjson");
+		hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+		hdrs = curl_slist_append(hdrs, "Expect:");
+	} else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
 		text = body ? json_dumps(body, JSON_COMPACT) : xstrdup("");
 		if (text == NULL)
 			die(EXIT_ERR, "cannot encode the request");
@@ -261,12 +300,12 @@ print_json(const json_t *j)
 static int call_rc;
 
 static json_t *
-call(const struct ctl_opts *o, const char *method, const char *path, json_t *body,
-    struct resp *r)
+call_in(const struct ctl_opts *o, const char *method, const char *path, json_t *body,
+    FILE *in, struct resp *r)
 {
 	json_t *err;
 
-	api(o, method, path, body, r);
+	api_in(o, method, path, body, in, r);
 	if (r->status >= 200 && r->status < 300) {
 		if (!o->json)
 			return r->json;
@@ -299,6 +338,13 @@ call(const struct ctl_opts *o, const char *method, const char *path, json_t *bod
 	call_rc = EXIT_ERR;
 	resp_free(r);
 	return NULL;
+}
+
+static json_t *
+call(const struct ctl_opts *o, const char *method, const char *path, json_t *body,
+    struct resp *r)
+{
+	return call_in(o, method, path, body, NULL, r);
 }
 
 /* "/v1/sites/" + escaped name + suffix */
@@ -896,6 +942,186 @@ cmd_reload(const struct ctl_opts *o)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- segments, variants, recipients */
+
+static int
+cmd_segment(const struct ctl_opts *o, int argc, char **argv)
+{
+	const char *action = argv[0], *name = argc > 1 ? argv[1] : NULL;
+	struct resp r;
+	struct table t;
+	json_t *j, *e;
+	char *path;
+	size_t i;
+
+	if (strcmp(action, "list") == 0) {
+		if ((j = call(o, "GET", "/v1/segments", NULL, &r)) == NULL)
+			return call_rc;
+		table_init(&t, "SEGMENT,>SIZE");
+		json_array_foreach(json_object_get(j, "segments"), i, e)
+			table_row(&t, jf(e, "segment"), jf(e, "size"));
+		table_print(&t);
+		resp_free(&r);
+		return 0;
+	}
+	if (strcmp(action, "put") == 0) {
+		bool replace = false;
+		const char *file = NULL;
+		FILE *in;
+
+		for (int k = 2; k < argc; k++) {
+			if (strcmp(argv[k], "--replace") == 0)
+				replace = true;
+			else
+				file = argv[k];
+		}
+		if (file == NULL || strcmp(file, "-") == 0)
+			in = stdin;
+		else if ((in = fopen(file, "r")) == NULL)
+			die(EXIT_ERR, "%s: %s", file, strerror(errno));
+		path = path_with("/v1/segments/", name, replace ? "?mode=replace" : "?mode=add");
+		j = call_in(o, "PUT", path, NULL, in, &r);
+		free(path);
+		if (in != stdin)
+			fclose(in);
+		if (j == NULL)
+			return call_rc;
+		printf("segment %s: %s addresses read, %s new, %s removed, size %s\n", name,
+		    jf(j, "written"), jf(j, "added"), jf(j, "removed"), jf(j, "size"));
+		resp_free(&r);
+		return 0;
+	}
+	if (strcmp(action, "delete") == 0) {
+		path = path_with("/v1/segments/", name, "");
+		j = call(o, "DELETE", path, NULL, &r);
+		free(path);
+		if (j == NULL)
+			return call_rc;
+		printf("segment %s deleted (%s members)\n", name, jf(j, "removed"));
+		resp_free(&r);
+		return 0;
+	}
+	/* get */
+	const char *members = NULL, *after = NULL;
+	for (int k = 2; k + 1 < argc; k += 2) {
+		if (strcmp(argv[k], "--members") == 0)
+			members = argv[k + 1];
+		else if (strcmp(argv[k], "--after") == 0)
+			after = argv[k + 1];
+	}
+	path = path_with("/v1/segments/", name, "");
+	if (members != NULL) {
+		char *esc = curl_easy_escape(NULL, after ? after : "", 0), *p2;
+
+		p2 = xasprintf("%s?members=%s%s%s", path, members, after ? "&after=" : "",
+		    after ? esc : "");
+		curl_free(esc);
+		free(path);
+		path = p2;
+	}
+	j = call(o, "GET", path, NULL, &r);
+	free(path);
+	if (j == NULL)
+		return call_rc;
+	json_t *prior = json_object_get(j, "prior");
+	kv("segment", "%s", jf(j, "segment"));
+	kv("size", "%s", jf(j, "size"));
+	if (json_is_object(prior)) {
+		kv("prior", "%s events (%s opens, %s clicks), decayed weight %s", jf(prior, "events"),
+		    jf(prior, "opens"), jf(prior, "clicks"), jf(prior, "weight"));
+		json_array_foreach(json_object_get(prior, "top_hours"), i, e)
+			kv(i == 0 ? "busiest hours" : "", "%s UTC  %.1f%%", jf(e, "hour"),
+			    100 * json_number_value(json_object_get(e, "share")));
+	} else {
+		kv("prior", "none (no opens or clicks from its members yet)");
+	}
+	if (json_is_array(json_object_get(j, "members"))) {
+		putchar('\n');
+		json_array_foreach(json_object_get(j, "members"), i, e)
+			puts(json_string_value(e));
+		if (json_is_true(json_object_get(j, "more")))
+			puts("...");
+	}
+	resp_free(&r);
+	return 0;
+}
+
+static int
+cmd_variants(const struct ctl_opts *o, const char *campaign)
+{
+	struct resp r;
+	struct table t;
+	json_t *j, *g, *v;
+	char *path = path_with("/v1/campaigns/", campaign, "/variants");
+	size_t i, k;
+
+	j = call(o, "GET", path, NULL, &r);
+	free(path);
+	if (j == NULL)
+		return call_rc;
+	kv("campaign", "%s", jf(j, "campaign"));
+	kv("reward", "%s", jf(j, "reward"));
+	kv("explore until", "%s sends per variant", jf(j, "explore_until"));
+	kv("winner after", "%s", jf(j, "winner_after"));
+	putchar('\n');
+	table_init(&t, "SEGMENT,VARIANT,>SENDS,>OPENS,>CLICKS,>MEAN,>P(BEST),WINNER");
+	json_array_foreach(json_object_get(j, "segments"), i, g) {
+		const char *winner = json_string_value(json_object_get(g, "winner"));
+
+		json_array_foreach(json_object_get(g, "variants"), k, v) {
+			char mean[32], pb[32];
+
+			snprintf(mean, sizeof(mean), "%.4f", json_number_value(json_object_get(v, "mean")));
+			snprintf(pb, sizeof(pb), "%.3f", json_number_value(json_object_get(v, "p_best")));
+			table_row(&t, jf(g, "segment"), jf(v, "id"), jf(v, "sends"), jf(v, "opens"),
+			    jf(v, "clicks"), mean, pb,
+			    winner && strcmp(winner, jf(v, "id")) == 0 ? "yes" : "");
+		}
+	}
+	table_print(&t);
+	resp_free(&r);
+	return 0;
+}
+
+static int
+cmd_recipient(const struct ctl_opts *o, const char *email)
+{
+	static const char *const inputs[] = { "sends", "opens", "clicks", "bounces", "soft_bounces",
+		"complaints", "unsubscribes", "first_seen", "last_send", "last_open", "last_click",
+		"last_bounce" };
+	static const char *const parts[] = { "base", "recency", "frequency", "idle", "bounces",
+		"complaints" };
+	struct resp r;
+	json_t *j, *in, *sp, *h, *sup;
+	char *path = path_with("/v1/recipients/", email, "");
+
+	j = call(o, "GET", path, NULL, &r);
+	free(path);
+	if (j == NULL)
+		return call_rc;
+	in = json_object_get(j, "inputs");
+	sp = json_object_get(j, "score_parts");
+	h = json_object_get(j, "hygiene");
+	sup = json_object_get(j, "suppression");
+	kv("recipient", "%s", jf(j, "recipient"));
+	kv("known", "%s", jf(j, "known"));
+	kv("segment", "%s", jf(j, "segment"));
+	kv("score", "%s / 100", jf(j, "score"));
+	for (size_t i = 0; i < ARRAY_SIZE(parts); i++)
+		kv("", "%-10s %+.1f", parts[i], json_number_value(json_object_get(sp, parts[i])));
+	for (size_t i = 0; i < ARRAY_SIZE(inputs); i++)
+		kv(inputs[i], "%s", jf(in, inputs[i]));
+	kv("marketing", "%s%s%s", jf(h, "marketing"), json_is_string(json_object_get(h, "detail")) ?
+	    ": " : "", json_is_string(json_object_get(h, "detail")) ? jf(h, "detail") : "");
+	kv("sunset", "%s (%s re-engagement sends)", jf(h, "sunset"), jf(h, "reengage_sent"));
+	kv("role address", "%s", jf(h, "role"));
+	kv("trap suspect", "%s (domain trap hits %s)", jf(h, "trap_suspect"), jf(h, "domain_trap_hits"));
+	if (json_is_object(sup))
+		kv("suppressed", "%s (%s, %s)", jf(sup, "suppressed"), jf(sup, "reason"), jf(sup, "time"));
+	resp_free(&r);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- main */
 
 /* The control-socket of a config file: the parsed value, else the line. */
@@ -999,9 +1225,44 @@ main(int argc, char **argv)
 			usage_error("unknown message action \"%s\" (delete)", argv[2]);
 		if (argc > 3)
 			usage_error("message ID delete takes no more arguments (got \"%s\")", argv[3]);
+	} else if (strcmp(cmd, "campaign") == 0 || strcmp(cmd, "events") == 0) {
+		if (argc < 2)
+			usage_error("%s needs a subcommand (sluicectl campaign help)", cmd);
 	} else if (strcmp(cmd, "suppression") == 0) {
 		if (argc < 2)
 			usage_error("suppression needs add, remove, lookup, list, import or export");
+	} else if (strcmp(cmd, "segment") == 0 || strcmp(cmd, "segments") == 0) {
+		if (argc < 2)
+			usage_error("segment needs an action: list, get, put or delete");
+		if (strcmp(argv[1], "list") == 0) {
+			if (argc > 2)
+				usage_error("segment list takes no arguments");
+		} else if (strcmp(argv[1], "get") == 0 || strcmp(argv[1], "put") == 0 ||
+		    strcmp(argv[1], "delete") == 0) {
+			if (argc < 3)
+				usage_error("segment %s needs a segment name", argv[1]);
+			if (strcmp(argv[1], "delete") == 0 && argc > 3)
+				usage_error("segment delete takes one name");
+			if (strcmp(argv[1], "get") == 0)
+				for (int k = 3; k < argc; k += 2)
+					if ((strcmp(argv[k], "--members") != 0 && strcmp(argv[k], "--after") != 0) ||
+					    k + 1 >= argc)
+						usage_error("segment get NAME [--members N [--after ADDRESS]]");
+			if (strcmp(argv[1], "put") == 0) {
+				int files = 0;
+				for (int k = 3; k < argc; k++)
+					if (strcmp(argv[k], "--replace") != 0)
+						files++;
+				if (files > 1)
+					usage_error("segment put NAME [--replace] [FILE|-]: one input");
+			}
+		} else {
+			usage_error("unknown segment action \"%s\" (list, get, put, delete)", argv[1]);
+		}
+	} else if (strcmp(cmd, "variants") == 0 || strcmp(cmd, "recipient") == 0) {
+		if (argc != 2)
+			usage_error("%s needs exactly one %s", cmd,
+			    strcmp(cmd, "variants") == 0 ? "campaign id" : "address");
 	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "queue") == 0 ||
 	    strcmp(cmd, "reload") == 0 || strcmp(cmd, "warmup") == 0) {
 		if (argc > 1)
@@ -1031,6 +1292,14 @@ main(int argc, char **argv)
 		rc = cmd_message(&o, argv[1], argc - 2, argv + 2);
 	else if (strcmp(cmd, "suppression") == 0)
 		rc = ctl_suppression(&o, argc, argv);
+	else if (strcmp(cmd, "campaign") == 0 || strcmp(cmd, "events") == 0)
+		rc = ctl_campaign(&o, argc, argv);
+	else if (strcmp(cmd, "segment") == 0 || strcmp(cmd, "segments") == 0)
+		rc = cmd_segment(&o, argc - 1, argv + 1);
+	else if (strcmp(cmd, "variants") == 0)
+		rc = cmd_variants(&o, argv[1]);
+	else if (strcmp(cmd, "recipient") == 0)
+		rc = cmd_recipient(&o, argv[1]);
 	else if (argc == 1)
 		rc = cmd_sites(&o);
 	else if (argc == 2)

@@ -17,6 +17,10 @@ int ctl_dkim(const struct ctl_opts *o, int argc, char **argv);
  * (ctl_suppress.c; argv[0] is "suppression"). Returns the exit code. */
 int ctl_suppression(const struct ctl_opts *o, int argc, char **argv);
 
+/* `sluicectl campaign ...` and `sluicectl events import FILE` (ctl_campaign.c;
+ * argv[0] is "campaign" or "events"). Returns the exit code. */
+int ctl_campaign(const struct ctl_opts *o, int argc, char **argv);
+
 /* `sluicectl verp keygen|check ...` (ctl_verp.c). Returns the exit code. */
 int ctl_verp(const struct ctl_opts *o, int argc, char **argv);
 

@@ -33,6 +33,7 @@
 #include "smtp_client.h"
 #include "smtp_server.h"
 #include "spool.h"
+#include "campaign.h"
 #include "store.h"
 #include "warmup.h"
 #include "util.h"
@@ -83,6 +84,7 @@ worker_fini(struct worker *w)
 	w->dns = NULL;
 	sites_free(w);
 	sched_free(w);
+	campaign_worker_fini(w);
 }
 
 static void
@@ -346,6 +348,7 @@ main(int argc, char **argv)
 	/* the spool is scanned before anything new can arrive, so nothing is
 	 * queued twice; the listeners' backlogs hold clients meanwhile */
 	queue_load_spool(c->spool);
+	campaign_start();
 	control_reload_fn = reload_from_control;
 	if (control_start(c, err, sizeof(err)) < 0)
 		fatal("event=fatal msg=\"control socket\" err=\"%s\"", err);

@@ -42,6 +42,10 @@ static const char *const db_names[STORE_NDB] = {
 	[DB_BANDIT] = "bandit",
 	[DB_SOFTBOUNCE] = "soft-bounce",
 	[DB_VERP] = "verp",
+	[DB_CSCHED] = "campaign-schedule",
+	[DB_CVARIANT] = "campaign-variant",
+	[DB_SUNSET] = "sunset",
+	[DB_DOMHEALTH] = "domain-health",
 };
 
 struct wop {

@@ -36,6 +36,10 @@ enum store_db {
 	DB_BANDIT,      /* campaign \0 segment \0 variant -> counts */
 	DB_SOFTBOUNCE,  /* address -> consecutive soft bounces */
 	DB_VERP,        /* queue id + recipient index -> what was sent (verp.h) */
+	DB_CSCHED,      /* big-endian send time + campaign \0 address -> batch (the scheduled queue) */
+	DB_CVARIANT,    /* campaign \0 address -> variant sent (bandit.h) */
+	DB_SUNSET,      /* address -> sunset state: since, re-engagement sends (hygiene.h) */
+	DB_DOMHEALTH,   /* domain -> spam-trap hits, last time without MX (hygiene.h) */
 	STORE_NDB
 };
 

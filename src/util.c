@@ -589,3 +589,49 @@ read_file(const char *path, size_t *len)
 		*len = have;
 	return buf;
 }
+
+int
+parse_time3339(const char *s, int64_t *out_ms)
+{
+	int y, mo, d, h, mi, sec, n = 0;
+	int64_t ms = 0;
+	const char *p;
+
+	if (sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n == 0)
+		return -1;
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
+		return -1;
+	p = s + n;
+	if (*p == '.') {
+		int digits = 0;
+		for (p++; isdigit((unsigned char)*p); p++, digits++)
+			if (digits < 3)
+				ms = ms * 10 + (*p - '0');
+		if (digits == 0)
+			return -1;
+		for (; digits < 3; digits++)
+			ms *= 10;
+	}
+	int64_t off = 0;
+	if (*p == 'Z' || *p == 'z')
+		p++;
+	else if (*p == '+' || *p == '-') {
+		int oh, om;
+		if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2 || oh > 23 || om > 59)
+			return -1;
+		off = (*p == '+' ? 1 : -1) * ((int64_t)oh * 3600 + om * 60);
+		p += 6;
+	} else
+		return -1;
+	if (*p != '\0')
+		return -1;
+	/* days from civil (proleptic Gregorian) */
+	int yy = y - (mo <= 2);
+	int era = yy / 400;
+	int yoe = yy - era * 400;
+	int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	int64_t days = (int64_t)era * 146097 + doe - 719468;
+	*out_ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - off) * 1000 + ms;
+	return 0;
+}

@@ -35,6 +35,8 @@ int64_t mono_ms(void);
 
 /* RFC 3339 UTC timestamp with milliseconds into buf (>= 32 bytes). */
 void fmt_time3339(char *buf, size_t len, int64_t ms);
+/* Parse RFC 3339 ("2026-11-24T19:00:00Z", fraction and offset allowed). 0 or -1. */
+int parse_time3339(const char *s, int64_t *out_ms);
 
 /* Value parsers: return 0 on success, -1 with *err set to a static text. */
 int parse_size(const char *s, uint64_t *out, const char **err);      /* 64K 50M 1G */

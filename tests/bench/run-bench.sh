@@ -7,11 +7,20 @@
 #   SCALE=0   skip the big-queue rows (tests/bench/scale-bench.sh);
 #   SCALE_1M=0 skip only the 1,000,000 x 1 row (the longest: ~10 min, 1M spool files)
 #   SUPPRESS  0 skips the suppression-list scenario (suppress-bench.sh), run last
+#   CAMPAIGN  0 skips the campaign scenario (campaign-bench.sh: 1M recipients), run last
 # Results: one line per system on stdout, TSV and logs under /tmp/peerbench/results.
+# First, the bandit simulation (tests/bench/bandit-sim.c; BANDIT_SIM_ARGS passes options).
 set -euo pipefail
 srcdir=${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 builddir=${builddir:-$srcdir/build}
 harness=${BENCH_HARNESS:-$srcdir/../shared/bench/run.sh}
+
+# Variant choice (Thompson sampling): a simulation, no daemon, no root.
+#   BENCH=bandit runs only this part.
+"$builddir/tests/bench/bandit-sim" ${BANDIT_SIM_ARGS:-}
+[ "${BENCH:-}" = bandit ] && exit 0
+echo
+
 [ -x "$harness" ] || { echo "bench: harness not found at $harness (set BENCH_HARNESS)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (the harness uses cgroups)" >&2; exit 1; }
 N=${N:-20000}
@@ -44,4 +53,7 @@ fi
 [ -n "$peers" ] && SYSTEMS="$peers" "$harness" "$N" "$SIZE"
 if [ "${SUPPRESS:-1}" != 0 ]; then
 	N=${SUPPRESS_N:-1000000} srcdir="$srcdir" builddir="$builddir" "$srcdir/tests/bench/suppress-bench.sh"
+fi
+if [ "${CAMPAIGN:-1}" != 0 ]; then
+	N=${CAMPAIGN_N:-1000000} srcdir="$srcdir" builddir="$builddir" "$srcdir/tests/bench/campaign-bench.sh"
 fi
