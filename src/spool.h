@@ -97,8 +97,11 @@ uint32_t spool_crc32c(uint32_t crc, const void *buf, size_t len);
 int spool_remove(const char *path);
 
 /*
- * Walk the spool: cb(path, arg) for every queued file; partial temp files
- * in tmp/ are removed. Returns the number of files visited.
+ * Walk the spool: cb(path, arg) for every queued file, and for every
+ * recycled f.* file that starts with "SLUICE 2" (a message whose rename to
+ * its id a crash lost, or a torn rewrite: spool_load tells them apart);
+ * other f.* files go back on the spare list; t.* and tmp/ files are
+ * removed. Returns the number of files handed to cb.
  */
 long spool_scan(const char *dir, void (*cb)(const char *path, void *arg), void *arg);
 
