@@ -488,11 +488,41 @@ queue_add(struct qmsg *m)
 	qmsg_unref(m);  /* the caller's reference */
 }
 
-/* Restart: load every spool file, spread the messages over the workers. */
+/*
+ * Restart: load every spool file, spread the messages over the workers in
+ * batches (one hand-off per LOAD_BATCH messages: posting them one by one
+ * costs a wake-up of the worker and a lock hand-over each, which was most
+ * of a restart with a million messages queued).
+ */
+#define LOAD_BATCH 256
+
+struct load_batch {
+	int n;
+	struct qmsg *m[LOAD_BATCH];
+};
+
 struct load_state {
 	long loaded, bad;
 	int next;
+	struct load_batch **batch;     /* one being filled per worker */
 };
+
+static void
+queue_add_batch(struct load_batch *b)
+{
+	for (int i = 0; i < b->n; i++)
+		queue_add(b->m[i]);
+	free(b);
+}
+
+static void
+load_flush(struct load_state *ls, int w)
+{
+	if (ls->batch[w] == NULL)
+		return;
+	worker_post(workers[w], (worker_fn)queue_add_batch, ls->batch[w]);
+	ls->batch[w] = NULL;
+}
 
 static void
 load_one(const char *path, void *arg)
@@ -519,7 +549,12 @@ load_one(const char *path, void *arg)
 	 * read: the scan outruns the workers, and a million loose envelopes
 	 * waiting in their mailboxes would be the process's peak */
 	m = qmsg_pack(m);
-	worker_post(workers[ls->next++ % nworkers], (worker_fn)queue_add, m);
+	int w = ls->next++ % nworkers;
+	if (ls->batch[w] == NULL)
+		ls->batch[w] = xcalloc(1, sizeof(struct load_batch));
+	ls->batch[w]->m[ls->batch[w]->n++] = m;
+	if (ls->batch[w]->n == LOAD_BATCH)
+		load_flush(ls, w);
 	ls->loaded++;
 }
 
@@ -527,7 +562,12 @@ long
 queue_load_spool(const char *dir)
 {
 	struct load_state ls = { 0 };
+
+	ls.batch = xcalloc((size_t)nworkers, sizeof(*ls.batch));
 	spool_scan(dir, load_one, &ls);
+	for (int w = 0; w < nworkers; w++)
+		load_flush(&ls, w);
+	free(ls.batch);
 	log_info("event=spool-loaded messages=%ld discarded=%ld", ls.loaded, ls.bad);
 	return ls.loaded;
 }
