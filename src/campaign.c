@@ -2458,7 +2458,10 @@ campaign_note_outcome(const struct spool_msg *m, int idx, int rs)
 	struct trans_arg *a = xcalloc(1, sizeof(*a));
 	snprintf(a->id, sizeof(a->id), "%s", m->campaign);
 	snprintf(a->addr, sizeof(a->addr), "%s", m->rcpts[idx].addr);
-	a->from = CR_QUEUED;
+	/* from scheduled too: a recipient whose routing fails at once can
+	 * bounce before injected() has queued its scheduled -> queued move
+	 * (that move then finds it final and does nothing) */
+	a->from = -1;
 	a->to = to;
 	store_write(w_transition, transition_done, a);
 }
