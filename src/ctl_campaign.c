@@ -145,6 +145,29 @@ refused(const struct ctl_opts *o, json_t *j, long status)
 	return EXIT_ERR;
 }
 
+/* The JSON of a 2xx reply for the caller to print (frees u's body). NULL
+ * when there is nothing more to print: the reply went out as --json (*rc
+ * 0) or was an error, reported (*rc the exit code). */
+static json_t *
+answer(const struct ctl_opts *o, const char *method, const char *path, struct upload *u,
+    long status, int *rc)
+{
+	json_t *j = reply_json(method, path, u, status);
+
+	free(u->body.p);
+	*rc = 0;
+	if (status < 200 || status >= 300) {
+		*rc = refused(o, j, status);
+		return NULL;
+	}
+	if (o->json) {
+		ctl_print_json(j);
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
 static void
 open_input(struct upload *u, const char *file, const char *what, const struct ctl_opts *o)
 {
@@ -218,16 +241,13 @@ create(const struct ctl_opts *o, const char *file, bool plan)
 		free(u.body.p);
 		return 0;
 	}
-	json_t *j = reply_json("POST", "/v1/campaigns", &u, status);
-	free(u.body.p);
-	if (status < 200 || status >= 300)
-		return refused(o, j, status);
-	if (o->json)
-		ctl_print_json(j);
-	else
-		printf("campaign %s created: %lld recipients, %lld duplicates\n", ctl_js(j, "id"),
-		    (long long)json_integer_value(json_object_get(j, "accepted")),
-		    (long long)json_integer_value(json_object_get(j, "duplicates")));
+	int rc;
+	json_t *j = answer(o, "POST", "/v1/campaigns", &u, status, &rc);
+	if (j == NULL)
+		return rc;
+	printf("campaign %s created: %lld recipients, %lld duplicates\n", ctl_js(j, "id"),
+	    (long long)json_integer_value(json_object_get(j, "accepted")),
+	    (long long)json_integer_value(json_object_get(j, "duplicates")));
 	json_decref(j);
 	return 0;
 }
@@ -244,16 +264,13 @@ add(const struct ctl_opts *o, const char *id, const char *file)
 	long status = request(o, "POST", path, &u, "Content-Type: application/x-ndjson");
 	if (u.in != stdin)
 		fclose(u.in);
-	json_t *j = reply_json("POST", path, &u, status);
-	free(u.body.p);
-	if (status < 200 || status >= 300)
-		return refused(o, j, status);
-	if (o->json)
-		ctl_print_json(j);
-	else
-		printf("campaign %s: %lld recipients added, %lld duplicates\n", id,
-		    (long long)json_integer_value(json_object_get(j, "accepted")),
-		    (long long)json_integer_value(json_object_get(j, "duplicates")));
+	int rc;
+	json_t *j = answer(o, "POST", path, &u, status, &rc);
+	if (j == NULL)
+		return rc;
+	printf("campaign %s: %lld recipients added, %lld duplicates\n", id,
+	    (long long)json_integer_value(json_object_get(j, "accepted")),
+	    (long long)json_integer_value(json_object_get(j, "duplicates")));
 	json_decref(j);
 	return 0;
 }
@@ -266,13 +283,12 @@ simple(const struct ctl_opts *o, const char *method, const char *path, int kind)
 	memset(&u, 0, sizeof(u));
 	u.total = 0;
 	long status = request(o, method, path, &u, "Content-Type: application/json");
-	json_t *j = reply_json(method, path, &u, status);
-	free(u.body.p);
-	if (status < 200 || status >= 300)
-		return refused(o, j, status);
-	if (o->json) {
-		ctl_print_json(j);
-	} else if (kind == 0) {
+	int rc;
+	json_t *j = answer(o, method, path, &u, status, &rc);
+
+	if (j == NULL)
+		return rc;
+	if (kind == 0) {
 		print_status(j);
 	} else if (kind == 1) {
 		size_t i;
