@@ -633,6 +633,19 @@ s_export(const struct ctl_opts *o, const struct sopts *so)
 	return rc;
 }
 
+/* The options of a command on one ADDRESS (so->arg): 0, or -1 (said why). */
+static int
+addr_opts(const char *sub, int argc, char **argv, struct sopts *so, const char *allowed)
+{
+	if (parse_opts(argc, argv, so, allowed, true) < 0)
+		return -1;
+	if (so->arg == NULL) {
+		fprintf(stderr, "sluicectl: suppression %s needs an ADDRESS\n", sub);
+		return -1;
+	}
+	return 0;
+}
+
 int
 ctl_suppression(const struct ctl_opts *o, int argc, char **argv)
 {
@@ -645,27 +658,12 @@ ctl_suppression(const struct ctl_opts *o, int argc, char **argv)
 	}
 	argc -= 2;
 	argv += 2;
-	if (strcmp(sub, "add") == 0) {
-		if (parse_opts(argc, argv, &so, "reason scope source", true) < 0)
-			return EXIT_ERR;
-		if (so.arg == NULL)
-			goto need_addr;
-		return s_add(o, so.arg, &so);
-	}
-	if (strcmp(sub, "remove") == 0 || strcmp(sub, "delete") == 0) {
-		if (parse_opts(argc, argv, &so, "scope", true) < 0)
-			return EXIT_ERR;
-		if (so.arg == NULL)
-			goto need_addr;
-		return s_remove(o, so.arg, &so);
-	}
-	if (strcmp(sub, "lookup") == 0 || strcmp(sub, "show") == 0) {
-		if (parse_opts(argc, argv, &so, "", true) < 0)
-			return EXIT_ERR;
-		if (so.arg == NULL)
-			goto need_addr;
-		return s_lookup(o, so.arg);
-	}
+	if (strcmp(sub, "add") == 0)
+		return addr_opts(sub, argc, argv, &so, "reason scope source") < 0 ? EXIT_ERR : s_add(o, so.arg, &so);
+	if (strcmp(sub, "remove") == 0 || strcmp(sub, "delete") == 0)
+		return addr_opts(sub, argc, argv, &so, "scope") < 0 ? EXIT_ERR : s_remove(o, so.arg, &so);
+	if (strcmp(sub, "lookup") == 0 || strcmp(sub, "show") == 0)
+		return addr_opts(sub, argc, argv, &so, "") < 0 ? EXIT_ERR : s_lookup(o, so.arg);
 	if (strcmp(sub, "list") == 0) {
 		if (parse_opts(argc, argv, &so, "reason since scope limit", false) < 0)
 			return EXIT_ERR;
@@ -682,8 +680,5 @@ ctl_suppression(const struct ctl_opts *o, int argc, char **argv)
 		return s_export(o, &so);
 	}
 	fprintf(stderr, "sluicectl: unknown suppression command \"%s\"\n%s", sub, supp_usage);
-	return EXIT_ERR;
-need_addr:
-	fprintf(stderr, "sluicectl: suppression %s needs an ADDRESS\n", sub);
 	return EXIT_ERR;
 }
