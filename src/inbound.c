@@ -148,8 +148,15 @@ bounce_event(struct inbound *in, const struct target *t, const struct report *re
 	    delayed ? "transient" : "bounce", in->sid, t->verified ? t->tok.qid : "-",
 	    rcpt ? rcpt : "-", rc->status ? rc->status : "-", bc.category,
 	    t->verified ? "yes" : "no");
-	if (!delayed && t->verified && rcpt != NULL)
-		in->suppressed += suppress_async_bounce(rcpt, &bc, t->tok.qid);
+	/* only the address the send record binds to the token: the body of a
+	 * report is the sender's word, and a token without a record (never
+	 * delivered, or older than verp-expire) must not suppress whoever the
+	 * report names */
+	if (!delayed && t->found)
+		in->suppressed += suppress_async_bounce(t->vs.rcpt, &bc, t->tok.qid);
+	else if (!delayed && t->verified)
+		log_info("event=report-unbound sid=%s id=%s rcpt=%s msg=\"no send record: not suppressed\"",
+		    in->sid, t->tok.qid, rcpt ? rcpt : "-");
 }
 
 static void
@@ -185,8 +192,11 @@ complaint_event(struct inbound *in, const struct target *t, const struct report 
 	log_info("event=complaint sid=%s id=%s rcpt=%s feedback-type=%s verified=%s", in->sid,
 	    t->verified ? t->tok.qid : "-", rcpt ? rcpt : "-", rep->feedback_type,
 	    t->verified ? "yes" : "no");
-	if (t->verified && rcpt != NULL)
-		in->suppressed += suppress_complaint(rcpt, t->tok.qid);
+	if (t->found)
+		in->suppressed += suppress_complaint(t->vs.rcpt, t->tok.qid);
+	else if (t->verified)
+		log_info("event=report-unbound sid=%s id=%s rcpt=%s msg=\"no send record: not suppressed\"",
+		    in->sid, t->tok.qid, rcpt ? rcpt : "-");
 	free(to);
 }
 
