@@ -108,18 +108,6 @@ struct tpl {
 	int n;
 };
 
-static char *
-trim_dup(const char *s, size_t n)
-{
-	while (n > 0 && isspace((unsigned char)*s)) {
-		s++;
-		n--;
-	}
-	while (n > 0 && isspace((unsigned char)s[n - 1]))
-		n--;
-	return xstrndup(s, n);
-}
-
 static void
 tpl_add(struct tpl *t, bool var, char *text, char *def)
 {
@@ -151,8 +139,8 @@ tpl_compile(const char *src, char *err, size_t errlen)
 			return NULL;
 		}
 		const char *bar = memchr(o + 2, '|', (size_t)(c - o - 2));
-		char *name = trim_dup(o + 2, (size_t)((bar ? bar : c) - o - 2));
-		char *def = bar ? trim_dup(bar + 1, (size_t)(c - bar - 1)) : NULL;
+		char *name = xstrndup_trim(o + 2, (size_t)((bar ? bar : c) - o - 2));
+		char *def = bar ? xstrndup_trim(bar + 1, (size_t)(c - bar - 1)) : NULL;
 		bool ok = *name != '\0';
 		for (const char *q = name; *q && ok; q++)
 			ok = isalnum((unsigned char)*q) || *q == '_' || *q == '-' || *q == '.';
