@@ -13,6 +13,7 @@
 #include "inbound.h"
 #include "log.h"
 #include "report.h"
+#include "store.h"
 #include "suppress.h"
 #include "util.h"
 #include "verp.h"
@@ -32,6 +33,13 @@ target_load(struct target *t, const struct verp_token *tok)
 	t->verified = true;
 	t->tok = *tok;
 	t->found = verp_lookup(tok->qid, tok->idx, &t->vs) == 1;
+	if (!t->found) {
+		/* the record is written behind the delivery: a report that comes
+		 * right after it may find it still queued (we are on the job
+		 * pool, where waiting for the writer is allowed) */
+		store_flush();
+		t->found = verp_lookup(tok->qid, tok->idx, &t->vs) == 1;
+	}
 }
 
 /* A token in the original message's Return-Path (FBL reports, and bounces
