@@ -495,11 +495,13 @@ set_get(const char *campaign, const char *segment, const char *const *ids, int n
 		pthread_mutex_init(&s->lock, NULL);
 		s->next = buckets[b];
 		buckets[b] = s;
-		if (++nsets > cache_max)
-			cache_trim(mono_ms());
+		nsets++;
 	}
 	s->refs++;
 	s->used_ms = mono_ms();
+	/* after the reference is taken: the trim must not free this set */
+	if (nsets > cache_max)
+		cache_trim(s->used_ms);
 	pthread_mutex_unlock(&cache_lock);
 	return s;
 }

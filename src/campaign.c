@@ -56,6 +56,9 @@
 #define TOP_STORED 3
 #define PULL_INFLIGHT 256      /* messages being injected at once */
 #define PULL_SCAN 4096         /* schedule entries looked at per tick */
+#define PULL_SKIP 65536        /* entries of loading/cancelled campaigns passed over per tick */
+#define PULL_HDRS 16           /* campaign headers remembered during a tick */
+#define DRY_RUN_MAX 100000     /* recipients of a dry run (its plan is held for the reply) */
 #define MAX_ERRORS 20          /* line errors reported by an events import */
 
 enum camp_state { CS_ACTIVE, CS_CANCELLED };
@@ -105,18 +108,6 @@ struct tpl {
 	int n;
 };
 
-static char *
-trim_dup(const char *s, size_t n)
-{
-	while (n > 0 && isspace((unsigned char)*s)) {
-		s++;
-		n--;
-	}
-	while (n > 0 && isspace((unsigned char)s[n - 1]))
-		n--;
-	return xstrndup(s, n);
-}
-
 static void
 tpl_add(struct tpl *t, bool var, char *text, char *def)
 {
@@ -148,8 +139,8 @@ tpl_compile(const char *src, char *err, size_t errlen)
 			return NULL;
 		}
 		const char *bar = memchr(o + 2, '|', (size_t)(c - o - 2));
-		char *name = trim_dup(o + 2, (size_t)((bar ? bar : c) - o - 2));
-		char *def = bar ? trim_dup(bar + 1, (size_t)(c - bar - 1)) : NULL;
+		char *name = xstrndup_trim(o + 2, (size_t)((bar ? bar : c) - o - 2));
+		char *def = bar ? xstrndup_trim(bar + 1, (size_t)(c - bar - 1)) : NULL;
 		bool ok = *name != '\0';
 		for (const char *q = name; *q && ok; q++)
 			ok = isalnum((unsigned char)*q) || *q == '_' || *q == '-' || *q == '.';
@@ -1343,6 +1334,13 @@ recipient_line(struct nd_load *l, json_t *o, long n)
 		    n, email, missing, missing);
 		return;
 	}
+	if (l->dry_run && l->accepted + (long)l->npend >= DRY_RUN_MAX) {
+		/* the plan is the reply, held until the body ends: bounded */
+		fail(l, 413, "too_large", "line %ld: a dry run plans at most %d recipients "
+		    "(plan a sample of the list)", n, DRY_RUN_MAX);
+		evbuffer_drain(l->plan, evbuffer_get_length(l->plan));
+		return;
+	}
 	if (l->npend % 1024 == 0)
 		l->pend = xrealloc(l->pend, sizeof(*l->pend) * (l->npend + 1024));
 	struct pend *p = &l->pend[l->npend++];
@@ -1448,6 +1446,7 @@ nd_load_too_long(struct nd_load *l, long n)
 struct commit_arg {
 	const char *id;
 	uint32_t batch;
+	long removed;                  /* recipients a rollback removed */
 };
 
 static int
@@ -1481,7 +1480,7 @@ nd_load_end(struct nd_load *l)
 	flush(l);
 	if (l->status != 0 || l->dry_run || !l->begun)
 		return;
-	struct commit_arg a = { l->id, l->batch };
+	struct commit_arg a = { l->id, l->batch, 0 };
 	if (!store_write_wait(w_commit, &a)) {
 		fail(l, 503, "store_error", "the store refused to commit the recipients (see the log)");
 		return;
@@ -1550,6 +1549,7 @@ w_rollback(MDB_txn *txn, void *arg)
 			count_move(&h, r.c.state, -1);
 			if ((rc = mdb_cursor_del(cur, 0)) != 0)
 				break;
+			a->removed++;
 			rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
 			if (rc == MDB_NOTFOUND || rc == EINVAL)
 				rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
@@ -1583,7 +1583,7 @@ nd_load_free(struct nd_load *l)
 	if (l == NULL)
 		return;
 	if (l->begun && !l->committed && !l->dry_run) {
-		struct commit_arg a = { l->id, l->batch };
+		struct commit_arg a = { l->id, l->batch, 0 };
 		if (!store_write_wait(w_rollback, &a))
 			log_warnx("event=campaign-rollback-failed campaign=%s batch=%u", l->id, l->batch);
 		else
@@ -1923,7 +1923,29 @@ static struct {
 	struct camp_def *defs;         /* definitions, compiled once */
 	int ndefs;
 	int64_t backoff_until;         /* after an injection failed (spool full...) */
+	/* where the next tick goes on when the last one ran out of PULL_SKIP */
+	unsigned char resume[8 + CAMP_ID_MAX + ADDR_MAX + 3];
+	size_t resume_len;             /* 0 = from the first entry */
 } pl;
+
+/* A campaign header as of this tick's read transaction (found = it exists). */
+struct hdr_memo {
+	char id[CAMP_ID_MAX + 1];
+	bool found;
+	struct camp_hdr h;
+};
+
+static const struct hdr_memo *
+hdr_memo(MDB_txn *t, struct hdr_memo *memo, int *n, const char *id)
+{
+	for (int i = 0; i < *n; i++)
+		if (strcmp(memo[i].id, id) == 0)
+			return &memo[i];
+	struct hdr_memo *m = &memo[*n < PULL_HDRS ? (*n)++ : PULL_HDRS - 1];
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	m->found = hdr_get(t, id, &m->h) == 0;
+	return m;
+}
 
 static bool
 in_flight(const char *rk, size_t rklen)
@@ -2280,13 +2302,21 @@ send_job(struct job *j)
 	inject_submit(in);
 }
 
-/* Take the due entries (up to the in-flight limit) and send them. */
+/*
+ * Take the due entries (up to the in-flight limit) and send them.
+ * Entries that must wait (their campaign is loading that batch) or never
+ * go (cancelled, gone) do not count against PULL_SCAN: a big load in
+ * progress must not hold back the campaigns behind it. Passing over them
+ * has its own budget; when that runs out, the next tick goes on from
+ * there instead of the first entry, so every due entry is reached.
+ */
 static void
 pull(evutil_socket_t fd, short what, void *arg)
 {
 	struct job *batch = NULL;
+	struct hdr_memo memo[PULL_HDRS];
 	int64_t now = now_ms(), next = now + 1000;
-	int scanned = 0, taken = 0;
+	int scanned = 0, skipped = 0, taken = 0, nmemo = 0;
 	bool more = false;
 
 	(void)fd;
@@ -2307,8 +2337,14 @@ pull(evutil_socket_t fd, short what, void *arg)
 	}
 	MDB_val k, v;
 	int rc;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	if (pl.resume_len > 0) {
+		k.mv_size = pl.resume_len;
+		k.mv_data = pl.resume;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		pl.resume_len = 0;
+	} else
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size < 10)
 			continue;
 		int64_t at = sched_time(k.mv_data);
@@ -2316,23 +2352,39 @@ pull(evutil_socket_t fd, short what, void *arg)
 			next = MIN(next, at);
 			break;
 		}
-		if (++scanned > PULL_SCAN || pl.nflight + taken >= PULL_INFLIGHT) {
+		if (pl.nflight + taken >= PULL_INFLIGHT) {
 			more = true;
 			break;
 		}
 		const char *rk = (const char *)k.mv_data + 8;
 		size_t rklen = k.mv_size - 8;
 		const char *nul = memchr(rk, '\0', rklen);
-		if (nul == NULL || nul - rk > CAMP_ID_MAX || in_flight(rk, rklen))
-			continue;
-		struct camp_hdr h;
 		char id[CAMP_ID_MAX + 1];
-		memcpy(id, rk, (size_t)(nul - rk));
-		id[nul - rk] = '\0';
 		uint32_t b = 0;
-		memcpy(&b, v.mv_data, MIN(v.mv_size, sizeof(b)));
-		if (hdr_get(t, id, &h) != 0 || h.state != CS_ACTIVE || (h.loading_batch != 0 && h.loading_batch == b))
-			continue;      /* loading (waits), cancelled or gone (the cancel cleans up) */
+		const struct hdr_memo *hm = NULL;
+		if (nul != NULL && nul - rk <= CAMP_ID_MAX) {
+			memcpy(id, rk, (size_t)(nul - rk));
+			id[nul - rk] = '\0';
+			memcpy(&b, v.mv_data, MIN(v.mv_size, sizeof(b)));
+			hm = hdr_memo(t, memo, &nmemo, id);
+		}
+		if (hm == NULL || !hm->found || hm->h.state != CS_ACTIVE ||
+		    (hm->h.loading_batch != 0 && hm->h.loading_batch == b)) {
+			/* loading (waits), cancelled or gone (the cancel cleans up) */
+			if (++skipped >= PULL_SKIP && k.mv_size <= sizeof(pl.resume)) {
+				memcpy(pl.resume, k.mv_data, k.mv_size);
+				pl.resume_len = k.mv_size;
+				more = true;
+				break;
+			}
+			continue;
+		}
+		if (++scanned > PULL_SCAN) {
+			more = true;
+			break;
+		}
+		if (in_flight(rk, rklen))
+			continue;
 		MDB_val rkv = { rklen, (void *)rk }, rv;
 		char abuf[ADDR_MAX + 1], sbuf[SEG_MAX];
 		struct rview r;
@@ -2420,10 +2472,66 @@ campaign_kick(void)
 		worker_post(pl.w, kick_on_worker, NULL);
 }
 
+/*
+ * A load the process did not live to commit or roll back (killed
+ * mid-body) left its campaign loading: undo it as a failed request is
+ * undone, the whole campaign for its first batch, that batch's recipients
+ * for a later one. Startup only, before the control socket and the first
+ * pull.
+ */
+static void
+recover_loads(void)
+{
+	struct commit_arg *todo = NULL;
+	size_t n = 0;
+	MDB_txn *t = store_rtxn();
+	MDB_cursor *cur;
+	MDB_val k, v;
+
+	if (t == NULL)
+		return;
+	if (mdb_cursor_open(t, store_dbi(DB_CAMPAIGN), &cur) != 0) {
+		store_rdone(t);
+		return;
+	}
+	for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct camp_hdr h;
+		/* headers only: ID (no NUL) -> struct camp_hdr; ID \0 "d" is the definition */
+		if (k.mv_size == 0 || k.mv_size > CAMP_ID_MAX || memchr(k.mv_data, '\0', k.mv_size) ||
+		    v.mv_size != sizeof(h))
+			continue;
+		memcpy(&h, v.mv_data, sizeof(h));
+		if (h.loading_batch == 0)
+			continue;
+		todo = xrealloc(todo, sizeof(*todo) * (n + 1));
+		todo[n].id = xstrndup(k.mv_data, k.mv_size);
+		todo[n].batch = h.loading_batch;
+		todo[n].removed = 0;
+		n++;
+	}
+	mdb_cursor_close(cur);
+	store_rdone(t);
+	for (size_t i = 0; i < n; i++) {
+		if (store_write_wait(w_rollback, &todo[i]))
+			log_warnx("event=campaign-rolled-back campaign=%s batch=%u removed=%s recipients=%ld "
+			    "reason=\"load interrupted by a restart\"", todo[i].id, todo[i].batch,
+			    todo[i].batch == 1 ? "campaign" : "batch", todo[i].removed);
+		else
+			log_warnx("event=campaign-rollback-failed campaign=%s batch=%u "
+			    "reason=\"load interrupted by a restart\"", todo[i].id, todo[i].batch);
+		free((char *)todo[i].id);
+	}
+	free(todo);
+}
+
 void
 campaign_start(void)
 {
-	if (!store_is_open() || nworkers < 1)
+	if (!store_is_open())
+		return;
+	recover_loads();
+	if (nworkers < 1)
 		return;
 	/* the spool's campaign messages are marked queued before the first pull */
 	store_flush();
@@ -2458,7 +2566,10 @@ campaign_note_outcome(const struct spool_msg *m, int idx, int rs)
 	struct trans_arg *a = xcalloc(1, sizeof(*a));
 	snprintf(a->id, sizeof(a->id), "%s", m->campaign);
 	snprintf(a->addr, sizeof(a->addr), "%s", m->rcpts[idx].addr);
-	a->from = CR_QUEUED;
+	/* from scheduled too: a recipient whose routing fails at once can
+	 * bounce before injected() has queued its scheduled -> queued move
+	 * (that move then finds it final and does nothing) */
+	a->from = -1;
 	a->to = to;
 	store_write(w_transition, transition_done, a);
 }

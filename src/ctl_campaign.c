@@ -55,19 +55,11 @@ bar(struct upload *u, bool final)
 		return;
 	if (u->total > 0) {
 		int pct = (int)MIN(100, u->sent * 100 / u->total);
-		char b[31];
 		if (pct == u->last_pct && !final)
 			return;
 		u->last_pct = pct;
-		memset(b, '#', (size_t)(pct * 30 / 100));
-		memset(b + pct * 30 / 100, '-', (size_t)(30 - pct * 30 / 100));
-		b[30] = '\0';
-		fprintf(stderr, "\r%s [%s] %3d%%  %lld/%lld bytes", u->what, b, pct, u->sent, u->total);
-	} else
-		fprintf(stderr, "\r%s %lld bytes", u->what, u->sent);
-	if (final)
-		fprintf(stderr, "\n");
-	fflush(stderr);
+	}
+	ctl_progress(u->what, u->sent, u->total, " bytes", final);
 }
 
 static size_t
@@ -99,44 +91,17 @@ on_write(char *ptr, size_t size, size_t nmemb, void *arg)
 	return size * nmemb;
 }
 
-static void
-fail(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
-
-static void
-fail(int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("sluicectl: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(code);
-}
-
 /* One request; body from u (may have no file). Returns the HTTP status. */
 static long
 request(const struct ctl_opts *o, const char *method, const char *path, struct upload *u,
     const char *ctype)
 {
-	char url[2048], errbuf[CURL_ERROR_SIZE] = "";
+	char errbuf[CURL_ERROR_SIZE];
 	struct curl_slist *hdrs = NULL;
-	long status = 0, oserr = 0;
-	CURL *h = curl_easy_init();
+	CURL *h = ctl_curl(o, method, path, errbuf, on_write, u);
+	long status;
 	CURLcode rc;
 
-	if (h == NULL)
-		fail(EXIT_ERR, "cannot initialise libcurl");
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, o->socket);
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, u);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	if (strcmp(method, "POST") == 0) {
 		curl_easy_setopt(h, CURLOPT_POST, 1L);
 		curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
@@ -148,21 +113,11 @@ request(const struct ctl_opts *o, const char *method, const char *path, struct u
 		hdrs = curl_slist_append(hdrs, ctype);
 		hdrs = curl_slist_append(hdrs, "Expect:");
 	}
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	rc = curl_easy_perform(h);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	else if (rc == CURLE_COULDNT_CONNECT)
-		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(h);
+	rc = ctl_perform(o, h, hdrs, errbuf, &status);
 	if (u->progress && u->sent > 0)
 		bar(u, true);
-	if (rc == CURLE_COULDNT_CONNECT)
-		fail(EXIT_CONNECT, "cannot connect to %s: %s (is sluiced running?)", o->socket,
-		    oserr ? strerror((int)oserr) : errbuf);
 	if (rc != CURLE_OK)
-		fail(EXIT_ERR, "%s %s: %s", method, path, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		ctl_die(EXIT_ERR, "%s %s: %s", method, path, errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	return status;
 }
 
@@ -172,20 +127,9 @@ reply_json(const char *method, const char *path, struct upload *u, long status)
 	json_t *j = u->body.len ? json_loadb(u->body.p, u->body.len, 0, NULL) : NULL;
 
 	if (j == NULL)
-		fail(EXIT_ERR, "%s %s: HTTP %ld with a body that is not JSON: %.200s", method, path,
+		ctl_die(EXIT_ERR, "%s %s: HTTP %ld with a body that is not JSON: %.200s", method, path,
 		    status, u->body.p ? u->body.p : "(empty)");
 	return j;
-}
-
-static void
-print_json(const json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-
-	if (s != NULL) {
-		puts(s);
-		free(s);
-	}
 }
 
 /* An error reply: message on stderr (JSON on stdout with --json); exit 1. */
@@ -195,22 +139,33 @@ refused(const struct ctl_opts *o, json_t *j, long status)
 	const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
 
 	if (o->json)
-		print_json(j);
+		ctl_print_json(j);
 	fprintf(stderr, "sluicectl: %s (HTTP %ld)\n", msg ? msg : "request failed", status);
 	json_decref(j);
 	return EXIT_ERR;
 }
 
-static char *
-escape(const char *s)
+/* The JSON of a 2xx reply for the caller to print (frees u's body). NULL
+ * when there is nothing more to print: the reply went out as --json (*rc
+ * 0) or was an error, reported (*rc the exit code). */
+static json_t *
+answer(const struct ctl_opts *o, const char *method, const char *path, struct upload *u,
+    long status, int *rc)
 {
-	char *e = curl_easy_escape(NULL, s, 0), *r;
+	json_t *j = reply_json(method, path, u, status);
 
-	if (e == NULL)
-		fail(EXIT_ERR, "out of memory");
-	r = xstrdup(e);
-	curl_free(e);
-	return r;
+	free(u->body.p);
+	*rc = 0;
+	if (status < 200 || status >= 300) {
+		*rc = refused(o, j, status);
+		return NULL;
+	}
+	if (o->json) {
+		ctl_print_json(j);
+		json_decref(j);
+		return NULL;
+	}
+	return j;
 }
 
 static void
@@ -225,18 +180,10 @@ open_input(struct upload *u, const char *file, const char *what, const struct ct
 	if (strcmp(file, "-") == 0)
 		u->in = stdin;
 	else if ((u->in = fopen(file, "r")) == NULL)
-		fail(EXIT_ERR, "%s: %s", file, strerror(errno));
+		ctl_die(EXIT_ERR, "%s: %s", file, strerror(errno));
 	if (fstat(fileno(u->in), &st) == 0 && S_ISREG(st.st_mode))
 		u->total = (long long)st.st_size;
 	u->progress = isatty(2) && !o->json;
-}
-
-static const char *
-js(const json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-
-	return s ? s : "-";
 }
 
 static void
@@ -246,13 +193,13 @@ print_status(const json_t *j)
 	const char *k;
 	json_t *v;
 
-	printf("campaign    %s (%s, %s)\n", js(j, "id"), js(j, "state"), js(j, "type"));
+	printf("campaign    %s (%s, %s)\n", ctl_js(j, "id"), ctl_js(j, "state"), ctl_js(j, "type"));
 	if (json_object_get(j, "from"))
-		printf("from        %s\n", js(j, "from"));
+		printf("from        %s\n", ctl_js(j, "from"));
 	if (json_object_get(j, "subject"))
-		printf("subject     %s\n", js(j, "subject"));
-	printf("start_at    %s\n", js(j, "start_at"));
-	printf("max_delay   %s%s\n", js(j, "max_delay"),
+		printf("subject     %s\n", ctl_js(j, "subject"));
+	printf("start_at    %s\n", ctl_js(j, "start_at"));
+	printf("max_delay   %s%s\n", ctl_js(j, "max_delay"),
 	    json_is_true(json_object_get(j, "sto")) ? " (send-time optimisation)" : "");
 	printf("recipients  %lld\n", (long long)json_integer_value(json_object_get(j, "recipients")));
 	json_object_foreach(c, k, v)
@@ -273,7 +220,7 @@ create(const struct ctl_opts *o, const char *file, bool plan)
 		ssize_t n = getline(&first, &cap, u.in);
 		json_t *c = n > 0 ? json_loadb(first, (size_t)n, 0, NULL) : NULL;
 		if (!json_is_object(c))
-			fail(EXIT_ERR, "%s: the first line must be the campaign object", file);
+			ctl_die(EXIT_ERR, "%s: the first line must be the campaign object", file);
 		json_object_set_new(c, "dry_run", json_true());
 		free(first);
 		first = json_dumps(c, JSON_COMPACT);
@@ -294,16 +241,13 @@ create(const struct ctl_opts *o, const char *file, bool plan)
 		free(u.body.p);
 		return 0;
 	}
-	json_t *j = reply_json("POST", "/v1/campaigns", &u, status);
-	free(u.body.p);
-	if (status < 200 || status >= 300)
-		return refused(o, j, status);
-	if (o->json)
-		print_json(j);
-	else
-		printf("campaign %s created: %lld recipients, %lld duplicates\n", js(j, "id"),
-		    (long long)json_integer_value(json_object_get(j, "accepted")),
-		    (long long)json_integer_value(json_object_get(j, "duplicates")));
+	int rc;
+	json_t *j = answer(o, "POST", "/v1/campaigns", &u, status, &rc);
+	if (j == NULL)
+		return rc;
+	printf("campaign %s created: %lld recipients, %lld duplicates\n", ctl_js(j, "id"),
+	    (long long)json_integer_value(json_object_get(j, "accepted")),
+	    (long long)json_integer_value(json_object_get(j, "duplicates")));
 	json_decref(j);
 	return 0;
 }
@@ -312,7 +256,7 @@ static int
 add(const struct ctl_opts *o, const char *id, const char *file)
 {
 	struct upload u;
-	char *eid = escape(id), path[600];
+	char *eid = ctl_escape(id), path[600];
 
 	snprintf(path, sizeof(path), "/v1/campaigns/%s/recipients", eid);
 	free(eid);
@@ -320,16 +264,13 @@ add(const struct ctl_opts *o, const char *id, const char *file)
 	long status = request(o, "POST", path, &u, "Content-Type: application/x-ndjson");
 	if (u.in != stdin)
 		fclose(u.in);
-	json_t *j = reply_json("POST", path, &u, status);
-	free(u.body.p);
-	if (status < 200 || status >= 300)
-		return refused(o, j, status);
-	if (o->json)
-		print_json(j);
-	else
-		printf("campaign %s: %lld recipients added, %lld duplicates\n", id,
-		    (long long)json_integer_value(json_object_get(j, "accepted")),
-		    (long long)json_integer_value(json_object_get(j, "duplicates")));
+	int rc;
+	json_t *j = answer(o, "POST", path, &u, status, &rc);
+	if (j == NULL)
+		return rc;
+	printf("campaign %s: %lld recipients added, %lld duplicates\n", id,
+	    (long long)json_integer_value(json_object_get(j, "accepted")),
+	    (long long)json_integer_value(json_object_get(j, "duplicates")));
 	json_decref(j);
 	return 0;
 }
@@ -342,13 +283,12 @@ simple(const struct ctl_opts *o, const char *method, const char *path, int kind)
 	memset(&u, 0, sizeof(u));
 	u.total = 0;
 	long status = request(o, method, path, &u, "Content-Type: application/json");
-	json_t *j = reply_json(method, path, &u, status);
-	free(u.body.p);
-	if (status < 200 || status >= 300)
-		return refused(o, j, status);
-	if (o->json) {
-		print_json(j);
-	} else if (kind == 0) {
+	int rc;
+	json_t *j = answer(o, method, path, &u, status, &rc);
+
+	if (j == NULL)
+		return rc;
+	if (kind == 0) {
 		print_status(j);
 	} else if (kind == 1) {
 		size_t i;
@@ -357,27 +297,27 @@ simple(const struct ctl_opts *o, const char *method, const char *path, int kind)
 		    "SCHEDULED", "DELIVERED");
 		json_array_foreach(json_object_get(j, "campaigns"), i, c) {
 			json_t *n = json_object_get(c, "counts");
-			printf("%-24s %-10s %-13s %10lld %10lld %10lld\n", js(c, "id"), js(c, "state"),
-			    js(c, "type"), (long long)json_integer_value(json_object_get(c, "recipients")),
+			printf("%-24s %-10s %-13s %10lld %10lld %10lld\n", ctl_js(c, "id"), ctl_js(c, "state"),
+			    ctl_js(c, "type"), (long long)json_integer_value(json_object_get(c, "recipients")),
 			    (long long)json_integer_value(json_object_get(n, "scheduled")),
 			    (long long)json_integer_value(json_object_get(n, "delivered")));
 		}
 	} else {
 		size_t i;
 		json_t *s;
-		printf("recipient   %s (%s)\n", js(j, "email"), js(j, "state"));
-		printf("send_at     %s\n", js(j, "send_at"));
-		printf("reason      %s\n", js(j, "reason"));
-		printf("segment     %s\n", js(j, "segment"));
+		printf("recipient   %s (%s)\n", ctl_js(j, "email"), ctl_js(j, "state"));
+		printf("send_at     %s\n", ctl_js(j, "send_at"));
+		printf("reason      %s\n", ctl_js(j, "reason"));
+		printf("segment     %s\n", ctl_js(j, "segment"));
 		printf("events      %lld (%.2f after decay)\n",
 		    (long long)json_integer_value(json_object_get(j, "events")),
 		    json_number_value(json_object_get(j, "effective_events")));
-		printf("prior       %s, weight %.3f\n", js(j, "prior"),
+		printf("prior       %s, weight %.3f\n", ctl_js(j, "prior"),
 		    json_number_value(json_object_get(j, "prior_weight")));
-		printf("window      %s .. %s\n", js(json_object_get(j, "window"), "start"),
-		    js(json_object_get(j, "window"), "end"));
+		printf("window      %s .. %s\n", ctl_js(json_object_get(j, "window"), "start"),
+		    ctl_js(json_object_get(j, "window"), "end"));
 		json_array_foreach(json_object_get(j, "top_slots"), i, s)
-			printf("  %s  %-9s  %.6f\n", js(s, "hour"), js(s, "slot"),
+			printf("  %s  %-9s  %.6f\n", ctl_js(s, "hour"), ctl_js(s, "slot"),
 			    json_number_value(json_object_get(s, "score")));
 	}
 	json_decref(j);
@@ -405,7 +345,7 @@ ctl_campaign(const struct ctl_opts *o, int argc, char **argv)
 		if (status != 200)
 			return refused(o, j, status);
 		if (o->json)
-			print_json(j);
+			ctl_print_json(j);
 		else {
 			size_t i;
 			json_t *e;
@@ -414,7 +354,7 @@ ctl_campaign(const struct ctl_opts *o, int argc, char **argv)
 			    (long long)json_integer_value(json_object_get(j, "rejected")));
 			json_array_foreach(json_object_get(j, "errors"), i, e)
 				fprintf(stderr, "  line %lld: %s\n",
-				    (long long)json_integer_value(json_object_get(e, "line")), js(e, "message"));
+				    (long long)json_integer_value(json_object_get(e, "line")), ctl_js(e, "message"));
 		}
 		int rc = json_integer_value(json_object_get(j, "rejected")) > 0 ? EXIT_ERR : 0;
 		json_decref(j);
@@ -431,13 +371,13 @@ ctl_campaign(const struct ctl_opts *o, int argc, char **argv)
 	if (strcmp(a, "list") == 0 && argc == 2)
 		return simple(o, "GET", "/v1/campaigns", 1);
 	if ((strcmp(a, "status") == 0 || strcmp(a, "cancel") == 0) && argc == 3) {
-		char *id = escape(argv[2]);
+		char *id = ctl_escape(argv[2]);
 		snprintf(path, sizeof(path), "/v1/campaigns/%s%s", id, a[0] == 'c' ? "/cancel" : "");
 		free(id);
 		return simple(o, a[0] == 'c' ? "POST" : "GET", path, 0);
 	}
 	if (strcmp(a, "explain") == 0 && argc == 4) {
-		char *id = escape(argv[2]), *addr = escape(argv[3]);
+		char *id = ctl_escape(argv[2]), *addr = ctl_escape(argv[3]);
 		snprintf(path, sizeof(path), "/v1/campaigns/%s/recipients/%s", id, addr);
 		free(id);
 		free(addr);

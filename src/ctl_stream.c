@@ -117,6 +117,20 @@ keepalive(struct fctx *f, struct evbuffer *dst, size_t n)
 	}
 }
 
+/* Streams what is here of the body (content-length or chunk data, f->left
+ * bytes to go) to the handler; true when that reaches its end. */
+static bool
+body_take(struct fctx *f, struct evbuffer *src, struct evbuffer *dst, size_t avail)
+{
+	size_t n = avail < f->left ? avail : (size_t)f->left;
+	unsigned char *p = evbuffer_pullup(src, (ev_ssize_t)n);
+
+	body_bytes(f, (const char *)p, n);
+	evbuffer_drain(src, n);
+	keepalive(f, dst, n);
+	return (f->left -= n) == 0;
+}
+
 /* A complete head (with its blank line) of hlen bytes at the front of src. */
 static void
 head(struct fctx *f, struct evbuffer *src, struct evbuffer *dst, size_t hlen)
@@ -231,16 +245,10 @@ in_filter(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			head(f, src, dst, hlen);
 			break;
 		}
-		case F_BODY_CL: {
-			size_t n = avail < f->left ? avail : (size_t)f->left;
-			unsigned char *p = evbuffer_pullup(src, (ev_ssize_t)n);
-			body_bytes(f, (const char *)p, n);
-			evbuffer_drain(src, n);
-			keepalive(f, dst, n);
-			if ((f->left -= n) == 0)
+		case F_BODY_CL:
+			if (body_take(f, src, dst, avail))
 				body_end(f, dst);
 			break;
-		}
 		case F_BODY_CHUNKED:
 			switch (f->cst) {
 			case C_SIZE:
@@ -269,16 +277,10 @@ in_filter(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 				free(l);
 				break;
 			}
-			case C_DATA: {
-				size_t n = avail < f->left ? avail : (size_t)f->left;
-				unsigned char *p = evbuffer_pullup(src, (ev_ssize_t)n);
-				body_bytes(f, (const char *)p, n);
-				evbuffer_drain(src, n);
-				keepalive(f, dst, n);
-				if ((f->left -= n) == 0)
+			case C_DATA:
+				if (body_take(f, src, dst, avail))
 					f->cst = C_DATA_END;
 				break;
-			}
 			}
 			break;
 		}

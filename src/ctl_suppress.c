@@ -56,8 +56,6 @@ struct sresp {
 	bool write_failed;
 };
 
-static void progress_draw(const char *what, long done, long total, bool final);
-
 static size_t
 on_body(char *ptr, size_t size, size_t nmemb, void *arg)
 {
@@ -88,7 +86,7 @@ on_body(char *ptr, size_t size, size_t nmemb, void *arg)
 		r->taillen = keep + n;
 	}
 	if (r->progress && r->lines / 20000 != before / 20000)
-		progress_draw("export", r->lines, r->total, false);
+		ctl_progress("export", r->lines, r->total, "", false);
 	return n;
 }
 
@@ -97,26 +95,12 @@ static void
 request(const struct ctl_opts *o, const char *method, const char *path, const char *ctype,
     const char *body, size_t len, struct sresp *r)
 {
-	char url[4096], errbuf[CURL_ERROR_SIZE] = "";
+	char errbuf[CURL_ERROR_SIZE];
 	struct curl_slist *hdrs = NULL;
-	long oserr = 0;
 	CURLcode rc;
 	CURL *h;
 
-	if ((h = curl_easy_init()) == NULL) {
-		fputs("sluicectl: cannot initialise libcurl\n", stderr);
-		exit(EXIT_ERR);
-	}
-	r->h = h;
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, o->socket);
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	h = r->h = ctl_curl(o, method, path, errbuf, on_body, r);
 	if (body != NULL) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -125,20 +109,8 @@ request(const struct ctl_opts *o, const char *method, const char *path, const ch
 		hdrs = curl_slist_append(hdrs, ct);
 		hdrs = curl_slist_append(hdrs, "Expect:");
 	}
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	rc = curl_easy_perform(h);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-	else if (rc == CURLE_COULDNT_CONNECT)
-		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(h);
+	rc = ctl_perform(o, h, hdrs, errbuf, &r->status);
 	r->h = NULL;
-	if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST) {
-		fprintf(stderr, "sluicectl: cannot connect to %s: %s (is sluiced running?)\n", o->socket,
-		    oserr ? strerror((int)oserr) : errbuf[0] ? errbuf : curl_easy_strerror(rc));
-		exit(EXIT_CONNECT);
-	}
 	if (rc != CURLE_OK) {
 		fprintf(stderr, "sluicectl: %s %s: %s\n", method, path,
 		    r->write_failed ? strerror(errno) : errbuf[0] ? errbuf : curl_easy_strerror(rc));
@@ -175,63 +147,15 @@ answer(const struct ctl_opts *o, struct sresp *r, bool quiet_404)
 	return NULL;
 }
 
-static void
-print_json(const json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	if (s != NULL)
-		puts(s);
-	free(s);
-}
-
-static const char *
-js(const json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "-";
-}
-
-static char *
-esc(const char *s)
-{
-	char *e = curl_easy_escape(NULL, s, 0), *out;
-	if (e == NULL) {
-		fputs("sluicectl: out of memory\n", stderr);
-		exit(EXIT_ERR);
-	}
-	out = xstrdup(e);
-	curl_free(e);
-	return out;
-}
-
 /* Append "&key=escaped" (or "?key=" first) to a query. */
 static void
 qadd(struct sbuf *q, const char *key, const char *val)
 {
 	if (val == NULL)
 		return;
-	char *e = esc(val);
+	char *e = ctl_escape(val);
 	sb_printf(q, "%s%s=%s", strchr(q->p ? q->p : "", '?') ? "&" : "?", key, e);
 	free(e);
-}
-
-static void
-progress_draw(const char *what, long done, long total, bool final)
-{
-	char bar[31];
-	int pct = total > 0 ? (int)MIN(100, done * 100 / total) : 0;
-	int fill = pct * 30 / 100;
-
-	if (total > 0) {
-		memset(bar, '#', (size_t)fill);
-		memset(bar + fill, '-', (size_t)(30 - fill));
-		bar[30] = '\0';
-		fprintf(stderr, "\r%s [%s] %3d%%  %ld/%ld", what, bar, pct, done, total);
-	} else
-		fprintf(stderr, "\r%s %ld", what, done);
-	if (final)
-		fputc('\n', stderr);
-	fflush(stderr);
 }
 
 /* ---- options -------------------------------------------------------- */
@@ -311,7 +235,7 @@ s_add(const struct ctl_opts *o, const char *addr, const struct sopts *so)
 {
 	struct sresp r = { 0 };
 	json_t *body = json_object(), *j;
-	char *path, *text, *e = esc(addr);
+	char *path, *text, *e = ctl_escape(addr);
 
 	if (so->reason)
 		json_object_set_new(body, "reason", json_string(so->reason));
@@ -330,9 +254,9 @@ s_add(const struct ctl_opts *o, const char *addr, const struct sopts *so)
 	if (j == NULL)
 		return EXIT_ERR;
 	if (o->json)
-		print_json(j);
+		ctl_print_json(j);
 	else
-		printf("suppressed %s (%s, %s)\n", js(j, "address"), js(j, "reason"), js(j, "scope"));
+		printf("suppressed %s (%s, %s)\n", ctl_js(j, "address"), ctl_js(j, "reason"), ctl_js(j, "scope"));
 	json_decref(j);
 	return 0;
 }
@@ -342,7 +266,7 @@ s_remove(const struct ctl_opts *o, const char *addr, const struct sopts *so)
 {
 	struct sresp r = { 0 };
 	struct sbuf path = { 0 };
-	char *e = esc(addr);
+	char *e = ctl_escape(addr);
 	json_t *j, *v;
 	size_t i;
 
@@ -356,7 +280,7 @@ s_remove(const struct ctl_opts *o, const char *addr, const struct sopts *so)
 	if (j == NULL)
 		return EXIT_ERR;
 	if (o->json)
-		print_json(j);
+		ctl_print_json(j);
 	else {
 		printf("removed %s:", addr);
 		json_array_foreach(json_object_get(j, "removed"), i, v)
@@ -374,19 +298,19 @@ print_entries(json_t *arr, bool header)
 	json_t *e;
 
 	json_array_foreach(arr, i, e)
-		w = MAX(w, strlen(js(e, "address")));
+		w = MAX(w, strlen(ctl_js(e, "address")));
 	if (header)
 		printf("%-*s  %-12s  %-24s  %-24s  %s\n", (int)w, "ADDRESS", "REASON", "SCOPE", "TIME", "SOURCE");
 	json_array_foreach(arr, i, e)
-		printf("%-*s  %-12s  %-24s  %-24s  %s\n", (int)w, js(e, "address"), js(e, "reason"),
-		    js(e, "scope"), js(e, "time"), js(e, "source"));
+		printf("%-*s  %-12s  %-24s  %-24s  %s\n", (int)w, ctl_js(e, "address"), ctl_js(e, "reason"),
+		    ctl_js(e, "scope"), ctl_js(e, "time"), ctl_js(e, "source"));
 }
 
 static int
 s_lookup(const struct ctl_opts *o, const char *addr)
 {
 	struct sresp r = { 0 };
-	char *e = esc(addr), *path = xasprintf("/v1/suppression/%s", e);
+	char *e = ctl_escape(addr), *path = xasprintf("/v1/suppression/%s", e);
 	json_t *j;
 
 	request(o, "GET", path, NULL, NULL, 0, &r);
@@ -405,7 +329,7 @@ s_lookup(const struct ctl_opts *o, const char *addr)
 	if (j == NULL)
 		return EXIT_ERR;
 	if (o->json)
-		print_json(j);
+		ctl_print_json(j);
 	else
 		print_entries(json_object_get(j, "entries"), true);
 	json_decref(j);
@@ -460,7 +384,7 @@ s_list(const struct ctl_opts *o, const struct sopts *so)
 	if (all != NULL) {
 		if (rc == 0) {
 			json_t *o2 = json_pack("{s:O,s:I}", "entries", all, "count", (json_int_t)shown);
-			print_json(o2);
+			ctl_print_json(o2);
 			json_decref(o2);
 		}
 		json_decref(all);
@@ -607,7 +531,7 @@ s_import(const struct ctl_opts *o, const struct sopts *so)
 			buf.len = 0;
 			inpart = 0;
 			if (progress)
-				progress_draw("import", total ? ftell(f) : t.imported, total, false);
+				ctl_progress("import", total ? ftell(f) : t.imported, total, "", false);
 		}
 	}
 	if (rc == 0 && ferror(f)) {
@@ -617,7 +541,7 @@ s_import(const struct ctl_opts *o, const struct sopts *so)
 	if (rc == 0 && (inpart > 0 || t.parts == 0))
 		rc = import_part(o, so, ndjson, &buf, part_first, &t);
 	if (progress && rc == 0)
-		progress_draw("import", total ? total : t.imported, total, true);
+		ctl_progress("import", total ? total : t.imported, total, "", true);
 	else if (progress)
 		fputc('\n', stderr);
 	/* the header sent again with each later part is not a skipped line */
@@ -633,7 +557,7 @@ s_import(const struct ctl_opts *o, const struct sopts *so)
 		json_t *j = json_pack("{s:I,s:I,s:I,s:O,s:f}", "imported", (json_int_t)t.imported,
 		    "invalid", (json_int_t)t.invalid, "skipped", (json_int_t)t.skipped,
 		    "errors", t.errors, "seconds", secs);
-		print_json(j);
+		ctl_print_json(j);
 		json_decref(j);
 	} else {
 		size_t i;
@@ -642,7 +566,7 @@ s_import(const struct ctl_opts *o, const struct sopts *so)
 		    t.invalid, t.skipped, secs);
 		json_array_foreach(t.errors, i, e)
 			fprintf(stderr, "  line %lld: %s\n",
-			    (long long)json_integer_value(json_object_get(e, "line")), js(e, "message"));
+			    (long long)json_integer_value(json_object_get(e, "line")), ctl_js(e, "message"));
 		if (t.invalid > (long)json_array_size(t.errors))
 			fprintf(stderr, "  (%ld more invalid lines)\n", t.invalid - (long)json_array_size(t.errors));
 	}
@@ -702,11 +626,24 @@ s_export(const struct ctl_opts *o, const struct sopts *so)
 	}
 	long entries = so->format && strcmp(so->format, "ndjson") == 0 ? r.lines : MAX(0, r.lines - 1);
 	if (r.progress)
-		progress_draw("export", entries, r.total ? r.total : entries, true);
+		ctl_progress("export", entries, r.total ? r.total : entries, "", true);
 	if (rc == 0 && tofile)
 		fprintf(o->json ? stderr : stdout, "exported %ld entries to %s\n", entries, so->arg);
 	free(r.body.p);
 	return rc;
+}
+
+/* The options of a command on one ADDRESS (so->arg): 0, or -1 (said why). */
+static int
+addr_opts(const char *sub, int argc, char **argv, struct sopts *so, const char *allowed)
+{
+	if (parse_opts(argc, argv, so, allowed, true) < 0)
+		return -1;
+	if (so->arg == NULL) {
+		fprintf(stderr, "sluicectl: suppression %s needs an ADDRESS\n", sub);
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -721,27 +658,12 @@ ctl_suppression(const struct ctl_opts *o, int argc, char **argv)
 	}
 	argc -= 2;
 	argv += 2;
-	if (strcmp(sub, "add") == 0) {
-		if (parse_opts(argc, argv, &so, "reason scope source", true) < 0)
-			return EXIT_ERR;
-		if (so.arg == NULL)
-			goto need_addr;
-		return s_add(o, so.arg, &so);
-	}
-	if (strcmp(sub, "remove") == 0 || strcmp(sub, "delete") == 0) {
-		if (parse_opts(argc, argv, &so, "scope", true) < 0)
-			return EXIT_ERR;
-		if (so.arg == NULL)
-			goto need_addr;
-		return s_remove(o, so.arg, &so);
-	}
-	if (strcmp(sub, "lookup") == 0 || strcmp(sub, "show") == 0) {
-		if (parse_opts(argc, argv, &so, "", true) < 0)
-			return EXIT_ERR;
-		if (so.arg == NULL)
-			goto need_addr;
-		return s_lookup(o, so.arg);
-	}
+	if (strcmp(sub, "add") == 0)
+		return addr_opts(sub, argc, argv, &so, "reason scope source") < 0 ? EXIT_ERR : s_add(o, so.arg, &so);
+	if (strcmp(sub, "remove") == 0 || strcmp(sub, "delete") == 0)
+		return addr_opts(sub, argc, argv, &so, "scope") < 0 ? EXIT_ERR : s_remove(o, so.arg, &so);
+	if (strcmp(sub, "lookup") == 0 || strcmp(sub, "show") == 0)
+		return addr_opts(sub, argc, argv, &so, "") < 0 ? EXIT_ERR : s_lookup(o, so.arg);
 	if (strcmp(sub, "list") == 0) {
 		if (parse_opts(argc, argv, &so, "reason since scope limit", false) < 0)
 			return EXIT_ERR;
@@ -758,8 +680,5 @@ ctl_suppression(const struct ctl_opts *o, int argc, char **argv)
 		return s_export(o, &so);
 	}
 	fprintf(stderr, "sluicectl: unknown suppression command \"%s\"\n%s", sub, supp_usage);
-	return EXIT_ERR;
-need_addr:
-	fprintf(stderr, "sluicectl: suppression %s needs an ADDRESS\n", sub);
 	return EXIT_ERR;
 }

@@ -130,6 +130,29 @@ dsn_wanted(const struct qmsg *m, int idx)
 	return true;
 }
 
+/* The original message (or its headers) as a MIME part of type ctype,
+ * un-dot-stuffed and ending in CRLF. */
+static void
+add_original(struct sbuf *b, const char *boundary, const char *desc, const char *ctype,
+    const char *hdrs, size_t hlen)
+{
+	char *h = xmalloc(hlen + 1);
+	int st = DOT_STATE_INIT;
+	size_t n;
+
+	memcpy(h, hdrs, hlen);
+	n = dot_unstuff(h, hlen, &st);
+	sb_printf(b, "--%s\r\n", boundary);
+	sb_printf(b, "Content-Description: %s\r\n"
+	    "Content-Type: %s\r\n"
+	    "Content-Transfer-Encoding: 8bit\r\n\r\n", desc, ctype);
+	sb_add(b, h, n);
+	if (n < 2 || h[n - 2] != '\r' || h[n - 1] != '\n')
+		sb_add(b, "\r\n", 2);
+	sb_add(b, "\r\n", 2);
+	free(h);
+}
+
 char *
 dsn_build_with(const struct qmsg *m, int idx, const struct smtp_reply *reply,
     const struct attempt_info *ai, bool expired, const char *hdrs, size_t hlen,
@@ -238,39 +261,11 @@ dsn_build_with(const struct qmsg *m, int idx, const struct smtp_reply *reply,
 	sb_add(&b, "\r\n", 2);
 
 	/* part 3: the original headers (or message), un-dot-stuffed */
-	if (full) {
-		char *h = xmalloc(hlen + 1);
-		int st = DOT_STATE_INIT;
-		size_t n;
-
-		memcpy(h, hdrs, hlen);
-		n = dot_unstuff(h, hlen, &st);
-		sb_printf(&b, "--%s\r\n", boundary);
-		sb_printf(&b, "Content-Description: Undelivered Message\r\n"
-		    "Content-Type: message/rfc822\r\n"
-		    "Content-Transfer-Encoding: 8bit\r\n\r\n");
-		sb_add(&b, h, n);
-		if (n < 2 || h[n - 2] != '\r' || h[n - 1] != '\n')
-			sb_add(&b, "\r\n", 2);
-		sb_add(&b, "\r\n", 2);
-		free(h);
-	} else if (hdrs && hlen > 0) {
-		char *h = xmalloc(hlen + 1);
-		int st = DOT_STATE_INIT;
-		size_t n;
-
-		memcpy(h, hdrs, hlen);
-		n = dot_unstuff(h, hlen, &st);
-		sb_printf(&b, "--%s\r\n", boundary);
-		sb_printf(&b, "Content-Description: Undelivered Message Headers\r\n"
-		    "Content-Type: text/rfc822-headers\r\n"
-		    "Content-Transfer-Encoding: 8bit\r\n\r\n");
-		sb_add(&b, h, n);
-		if (n < 2 || h[n - 2] != '\r' || h[n - 1] != '\n')
-			sb_add(&b, "\r\n", 2);
-		sb_add(&b, "\r\n", 2);
-		free(h);
-	}
+	if (full)
+		add_original(&b, boundary, "Undelivered Message", "message/rfc822", hdrs, hlen);
+	else if (hdrs && hlen > 0)
+		add_original(&b, boundary, "Undelivered Message Headers", "text/rfc822-headers", hdrs,
+		    hlen);
 	sb_printf(&b, "--%s--\r\n", boundary);
 	*len = b.len;
 	return b.p;

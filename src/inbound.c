@@ -13,6 +13,7 @@
 #include "inbound.h"
 #include "log.h"
 #include "report.h"
+#include "store.h"
 #include "suppress.h"
 #include "util.h"
 #include "verp.h"
@@ -32,6 +33,13 @@ target_load(struct target *t, const struct verp_token *tok)
 	t->verified = true;
 	t->tok = *tok;
 	t->found = verp_lookup(tok->qid, tok->idx, &t->vs) == 1;
+	if (!t->found) {
+		/* the record is written behind the delivery: a report that comes
+		 * right after it may find it still queued (we are on the job
+		 * pool, where waiting for the writer is allowed) */
+		store_flush();
+		t->found = verp_lookup(tok->qid, tok->idx, &t->vs) == 1;
+	}
 }
 
 /* A token in the original message's Return-Path (FBL reports, and bounces
@@ -148,8 +156,15 @@ bounce_event(struct inbound *in, const struct target *t, const struct report *re
 	    delayed ? "transient" : "bounce", in->sid, t->verified ? t->tok.qid : "-",
 	    rcpt ? rcpt : "-", rc->status ? rc->status : "-", bc.category,
 	    t->verified ? "yes" : "no");
-	if (!delayed && t->verified && rcpt != NULL)
-		in->suppressed += suppress_async_bounce(rcpt, &bc, t->tok.qid);
+	/* only the address the send record binds to the token: the body of a
+	 * report is the sender's word, and a token without a record (never
+	 * delivered, or older than verp-expire) must not suppress whoever the
+	 * report names */
+	if (!delayed && t->found)
+		in->suppressed += suppress_async_bounce(t->vs.rcpt, &bc, t->tok.qid);
+	else if (!delayed && t->verified)
+		log_info("event=report-unbound sid=%s id=%s rcpt=%s msg=\"no send record: not suppressed\"",
+		    in->sid, t->tok.qid, rcpt ? rcpt : "-");
 }
 
 static void
@@ -185,8 +200,11 @@ complaint_event(struct inbound *in, const struct target *t, const struct report 
 	log_info("event=complaint sid=%s id=%s rcpt=%s feedback-type=%s verified=%s", in->sid,
 	    t->verified ? t->tok.qid : "-", rcpt ? rcpt : "-", rep->feedback_type,
 	    t->verified ? "yes" : "no");
-	if (t->verified && rcpt != NULL)
-		in->suppressed += suppress_complaint(rcpt, t->tok.qid);
+	if (t->found)
+		in->suppressed += suppress_complaint(t->vs.rcpt, t->tok.qid);
+	else if (t->verified)
+		log_info("event=report-unbound sid=%s id=%s rcpt=%s msg=\"no send record: not suppressed\"",
+		    in->sid, t->tok.qid, rcpt ? rcpt : "-");
 	free(to);
 }
 

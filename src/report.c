@@ -25,18 +25,6 @@
 
 /* ---- small string helpers ---- */
 
-static char *
-dup_trim(const char *s, size_t n)
-{
-	while (n > 0 && isspace((unsigned char)*s)) {
-		s++;
-		n--;
-	}
-	while (n > 0 && isspace((unsigned char)s[n - 1]))
-		n--;
-	return xstrndup(s, n);
-}
-
 static void
 set_once(char **dst, const char *v)
 {
@@ -152,7 +140,7 @@ parse_headers(const char *p, const char *end, struct hdrs *hs, bool *broken)
 		if (cur.len > 0 && hs->n < MAX_HEADERS) {
 			char *c = strchr(cur.p, ':');
 			hs->h[hs->n].name = xstrndup(cur.p, (size_t)(c - cur.p));
-			hs->h[hs->n].value = dup_trim(c + 1, strlen(c + 1));
+			hs->h[hs->n].value = xstrndup_trim(c + 1, strlen(c + 1));
 			hs->n++;
 		}
 		cur.len = 0;
@@ -161,7 +149,7 @@ parse_headers(const char *p, const char *end, struct hdrs *hs, bool *broken)
 	if (cur.len > 0 && hs->n < MAX_HEADERS) {
 		char *c = strchr(cur.p, ':');
 		hs->h[hs->n].name = xstrndup(cur.p, (size_t)(c - cur.p));
-		hs->h[hs->n].value = dup_trim(c + 1, strlen(c + 1));
+		hs->h[hs->n].value = xstrndup_trim(c + 1, strlen(c + 1));
 		hs->n++;
 	}
 	free(cur.p);
@@ -371,7 +359,7 @@ typed_value(const char *v)
 
 	while (isspace((unsigned char)*s))
 		s++;
-	a = dup_trim(s, strlen(s));
+	a = xstrndup_trim(s, strlen(s));
 	if (a[0] == '<' && a[strlen(a) - 1] == '>') {
 		char *b = xstrndup(a + 1, strlen(a) - 2);
 		free(a);
@@ -582,7 +570,7 @@ quoted_original(struct report *r, const char *p, const char *end)
 			size_t nl = strlen(names[i]);
 			if (len <= nl || strncasecmp(line, names[i], nl) != 0)
 				continue;
-			char *v = dup_trim(line + nl, len - nl);
+			char *v = xstrndup_trim(line + nl, len - nl);
 			if (i == 0 && !seen_rp) {
 				r->orig_return_path = report_addr(v);
 				seen_rp = r->orig_return_path != NULL;
@@ -872,7 +860,7 @@ line_around(const char *s, const char *e, const char *p)
 		b--;
 	while (f < e && *f != '\n' && *f != '\r')
 		f++;
-	return dup_trim(b, MIN((size_t)(f - b), MAX_DIAG));
+	return xstrndup_trim(b, MIN((size_t)(f - b), MAX_DIAG));
 }
 
 static bool

@@ -514,12 +514,12 @@ segment_members(const char *name, const char *after, size_t max, bool *more)
 	return a;
 }
 
-int
-segment_get(const char *name, json_t **out)
+/* The member count of segment name (a valid name, the store open): 0, or
+ * the HTTP status with the error reply in *out. */
+static int
+named_size(const char *name, size_t *size, json_t **out)
 {
 	MDB_txn *txn;
-	size_t size;
-	json_t *prior;
 
 	if (!variant_segment_ok(name)) {
 		*out = segment_json_error("bad_request", "invalid segment name");
@@ -529,8 +529,20 @@ segment_get(const char *name, json_t **out)
 		*out = segment_json_error("unavailable", "the store is not open");
 		return 503;
 	}
-	size = count_members(txn, name);
+	*size = count_members(txn, name);
 	store_rdone(txn);
+	return 0;
+}
+
+int
+segment_get(const char *name, json_t **out)
+{
+	size_t size;
+	int status;
+	json_t *prior;
+
+	if ((status = named_size(name, &size, out)) != 0)
+		return status;
 	prior = prior_json(name);
 	if (size == 0 && json_is_null(prior)) {
 		json_decref(prior);
@@ -603,21 +615,12 @@ int
 segment_delete(const char *name, json_t **out)
 {
 	struct prune_op op = { name, 0, 0 };
-	MDB_txn *txn;
 	size_t size;
 	struct engage_rec rec;
-	int prior;
+	int prior, status;
 
-	if (!variant_segment_ok(name)) {
-		*out = segment_json_error("bad_request", "invalid segment name");
-		return 400;
-	}
-	if ((txn = store_rtxn()) == NULL) {
-		*out = segment_json_error("unavailable", "the store is not open");
-		return 503;
-	}
-	size = count_members(txn, name);
-	store_rdone(txn);
+	if ((status = named_size(name, &size, out)) != 0)
+		return status;
 	prior = engage_segment_get(name, &rec);
 	if (size == 0 && prior <= 0) {
 		*out = segment_json_error("not_found", "no segment \"%s\"", name);

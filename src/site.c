@@ -871,6 +871,7 @@ lc_next_txn(void *owner, struct smtp_conn *c)
 	if (verp && verp_address(conf, t->msg->sm.id, r->idx, t->verp, sizeof(t->verp)))
 		t->sender = t->verp;
 	t->rcpt = xcalloc((size_t)want, sizeof(*t->rcpt));
+	t->warmup = warming;
 	while (r != NULL && r->msg == t->msg && t->nrcpt < want) {
 		struct qrcpt *next = TAILQ_NEXT(r, link);
 		flow_take(l, f, r);
@@ -894,13 +895,15 @@ lc_txn_done(void *owner, struct smtp_conn *c, struct txn *t)
 	struct lane *l = lc->lane;
 	struct attempt_info ai;
 
-	int last_rule = 0;
+	int last_rule = 0, deferred = 0;
 	bool recovered = false;
 
 	fill_ai(&ai, l, c);
 	for (int i = 0; i < t->nrcpt; i++) {
 		const struct smtp_reply *rep = &t->rcpt[i].reply;
 		int cls = smtp_reply_class(rep);
+		if (cls != 2 && cls != 5)
+			deferred++;
 		if (cls == 2) {
 			l->delivered++;
 			if (l->backoff_ok_left > 0 && l->site->suspended_until <= now_ms() &&
@@ -926,6 +929,8 @@ lc_txn_done(void *owner, struct smtp_conn *c, struct txn *t)
 		}
 		queue_outcome(t->rcpt[i].r, rep, &ai);
 	}
+	if (t->warmup)
+		warmup_give_back(l->source, site_provider(l->site), deferred);
 	/* higher limits: let the lane use them (not from inside this callback) */
 	if (recovered)
 		event_active(l->timer, EV_TIMEOUT, 1);

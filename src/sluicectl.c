@@ -96,8 +96,6 @@ static const char usage_text[] =
 "\n"
 "Exit status: 0 ok, 1 error, 2 cannot connect to the daemon.\n";
 
-static void die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
-
 /* `sluicectl user hash USER`: one line for the auth-users file. The
  * password comes from standard input (first line), never the command line. */
 static int
@@ -131,8 +129,8 @@ ctl_user(int argc, char **argv)
 	return 0;
 }
 
-static void
-die(int code, const char *fmt, ...)
+void
+ctl_die(int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -196,33 +194,66 @@ on_read(char *buf, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+CURL *
+ctl_curl(const struct ctl_opts *o, const char *method, const char *path, char *errbuf,
+    curl_write_callback on_body, void *arg)
+{
+	char *url = xasprintf("http://localhost%s", path);
+	CURL *h;
+
+	if ((h = curl_easy_init()) == NULL)
+		ctl_die(EXIT_ERR, "cannot initialise libcurl");
+	errbuf[0] = '\0';
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	free(url);
+	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, o->socket);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, arg);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	return h;
+}
+
+CURLcode
+ctl_perform(const struct ctl_opts *o, CURL *h, struct curl_slist *hdrs, const char *errbuf,
+    long *status)
+{
+	long oserr = 0;
+	CURLcode rc;
+
+	*status = 0;
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	rc = curl_easy_perform(h);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+	else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
+		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(h);
+	if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
+		ctl_die(EXIT_CONNECT, "cannot connect to %s: %s (is sluiced running?)", o->socket,
+		    oserr ? strerror((int)oserr) : errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	return rc;
+}
+
 /* The request body comes from `in` when not NULL (NDJSON, sent chunked as
  * it is read), else from body. */
 static void
 api_in(const struct ctl_opts *o, const char *method, const char *path, json_t *body,
     FILE *in, struct resp *r)
 {
-	char url[2048], errbuf[CURL_ERROR_SIZE] = "";
+	char errbuf[CURL_ERROR_SIZE];
 	struct curl_slist *hdrs = NULL;
 	char *text = NULL;
 	json_error_t jerr;
-	long oserr = 0;
 	CURLcode rc;
 	CURL *h;
 
 	memset(r, 0, sizeof(*r));
-	if ((h = curl_easy_init()) == NULL)
-		die(EXIT_ERR, "cannot initialise libcurl");
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, o->socket);
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+	h = ctl_curl(o, method, path, errbuf, on_data, r);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, 300L);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
 	if (in != NULL) {
 		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
@@ -235,39 +266,25 @@ api_in(const struct ctl_opts *o, const char *method, const char *path, json_t *b
 	} else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
 		text = body ? json_dumps(body, JSON_COMPACT) : xstrdup("");
 		if (text == NULL)
-			die(EXIT_ERR, "cannot encode the request");
+			ctl_die(EXIT_ERR, "cannot encode the request");
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(text));
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
 		hdrs = curl_slist_append(hdrs, "Expect:");
 	}
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-
-	rc = curl_easy_perform(h);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-	else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
-		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(h);
+	rc = ctl_perform(o, h, hdrs, errbuf, &r->status);
 	free(text);
-	if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST) {
-		free(r->body);
-		curl_global_cleanup();
-		die(EXIT_CONNECT, "cannot connect to %s: %s (is sluiced running?)", o->socket,
-		    oserr ? strerror((int)oserr) : errbuf[0] ? errbuf : curl_easy_strerror(rc));
-	}
 	if (rc != CURLE_OK) {
 		free(r->body);
 		curl_global_cleanup();
-		die(EXIT_ERR, "%s %s on %s: %s", method, path, o->socket,
+		ctl_die(EXIT_ERR, "%s %s on %s: %s", method, path, o->socket,
 		    errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	}
 
 	if (r->len > 0)
 		r->json = json_loadb(r->body, r->len, 0, &jerr);
 	if (r->json == NULL)
-		die(EXIT_ERR, "%s %s: HTTP %ld with a body that is not JSON: %.200s", method, path,
+		ctl_die(EXIT_ERR, "%s %s: HTTP %ld with a body that is not JSON: %.200s", method, path,
 		    r->status, r->body ? r->body : "(empty)");
 }
 
@@ -280,8 +297,8 @@ resp_free(struct resp *r)
 	r->body = NULL;
 }
 
-static void
-print_json(const json_t *j)
+void
+ctl_print_json(const json_t *j)
 {
 	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 
@@ -289,6 +306,45 @@ print_json(const json_t *j)
 		puts(s);
 		free(s);
 	}
+}
+
+const char *
+ctl_js(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "-";
+}
+
+char *
+ctl_escape(const char *s)
+{
+	char *e = curl_easy_escape(NULL, s, 0), *r;
+
+	if (e == NULL)
+		ctl_die(EXIT_ERR, "out of memory");
+	r = xstrdup(e);
+	curl_free(e);
+	return r;
+}
+
+void
+ctl_progress(const char *what, long long done, long long total, const char *unit, bool final)
+{
+	if (total > 0) {
+		int pct = (int)MIN(100, done * 100 / total);
+		int fill = pct * 30 / 100;
+		char bar[31];
+
+		memset(bar, '#', (size_t)fill);
+		memset(bar + fill, '-', (size_t)(30 - fill));
+		bar[30] = '\0';
+		fprintf(stderr, "\r%s [%s] %3d%%  %lld/%lld%s", what, bar, pct, done, total, unit);
+	} else
+		fprintf(stderr, "\r%s %lld%s", what, done, unit);
+	if (final)
+		fputc('\n', stderr);
+	fflush(stderr);
 }
 
 /*
@@ -309,13 +365,13 @@ call_in(const struct ctl_opts *o, const char *method, const char *path, json_t *
 	if (r->status >= 200 && r->status < 300) {
 		if (!o->json)
 			return r->json;
-		print_json(r->json);
+		ctl_print_json(r->json);
 		call_rc = 0;
 		resp_free(r);
 		return NULL;
 	}
 	if (o->json)
-		print_json(r->json);
+		ctl_print_json(r->json);
 	err = json_object_get(r->json, "error");
 	if (err != NULL) {
 		const char *msg = json_string_value(json_object_get(err, "message"));
@@ -354,7 +410,7 @@ path_with(const char *prefix, const char *name, const char *suffix)
 	char *esc = curl_easy_escape(NULL, name, 0), *p;
 
 	if (esc == NULL)
-		die(EXIT_ERR, "out of memory");
+		ctl_die(EXIT_ERR, "out of memory");
 	p = xasprintf("%s%s%s", prefix, esc, suffix);
 	curl_free(esc);
 	return p;
@@ -819,7 +875,7 @@ cmd_site_set(const struct ctl_opts *o, const char *name, int argc, char **argv)
 	for (int i = 0; i + 1 < argc; i += 2) {
 		if (json_object_get(body, argv[i]) != NULL) {
 			json_decref(body);
-			die(EXIT_ERR, "%s is given twice", argv[i]);
+			ctl_die(EXIT_ERR, "%s is given twice", argv[i]);
 		}
 		json_object_set_new(body, argv[i], json_string(argv[i + 1]));
 	}
@@ -978,7 +1034,7 @@ cmd_segment(const struct ctl_opts *o, int argc, char **argv)
 		if (file == NULL || strcmp(file, "-") == 0)
 			in = stdin;
 		else if ((in = fopen(file, "r")) == NULL)
-			die(EXIT_ERR, "%s: %s", file, strerror(errno));
+			ctl_die(EXIT_ERR, "%s: %s", file, strerror(errno));
 		path = path_with("/v1/segments/", name, replace ? "?mode=replace" : "?mode=add");
 		j = call_in(o, "PUT", path, NULL, in, &r);
 		free(path);
@@ -1141,7 +1197,7 @@ socket_from_config(const char *path)
 	}
 	/* A config the daemon would refuse may still name its socket. */
 	if ((f = fopen(path, "r")) == NULL)
-		die(EXIT_ERR, "%s: %s", path, strerror(errno));
+		ctl_die(EXIT_ERR, "%s: %s", path, strerror(errno));
 	while (sock == NULL && fgets(line, sizeof(line), f) != NULL) {
 		char *p = line + strspn(line, " \t"), *end;
 
@@ -1154,7 +1210,7 @@ socket_from_config(const char *path)
 	}
 	fclose(f);
 	if (sock == NULL)
-		die(EXIT_ERR, "cannot read the control socket from %s:\n%s", path, err);
+		ctl_die(EXIT_ERR, "cannot read the control socket from %s:\n%s", path, err);
 	return sock;
 }
 
@@ -1278,7 +1334,7 @@ main(int argc, char **argv)
 	if (o.socket == NULL || *o.socket == '\0')
 		o.socket = DEFAULT_SOCKET;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
-		die(EXIT_ERR, "cannot initialise libcurl");
+		ctl_die(EXIT_ERR, "cannot initialise libcurl");
 
 	if (strcmp(cmd, "status") == 0)
 		rc = cmd_status(&o);

@@ -46,6 +46,7 @@ struct txn {
 	char verp[128];                /* the VERP sender when sender points here */
 	int nrcpt;
 	struct txn_rcpt *rcpt;
+	bool warmup;                   /* its recipients count against a warm-up cap */
 };
 
 struct conn_params {

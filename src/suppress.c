@@ -785,6 +785,41 @@ suppress_softrun_get(const char *address, struct suppress_softrun *run)
 
 /* ---- reads --------------------------------------------------------- */
 
+/* A cursor on db in this thread's read transaction (*t), or NULL. */
+static MDB_cursor *
+read_cursor(enum store_db db, MDB_txn **t)
+{
+	MDB_cursor *cur;
+
+	if ((*t = store_rtxn()) == NULL)
+		return NULL;
+	if (mdb_cursor_open(*t, store_dbi(db), &cur) != 0) {
+		store_rdone(*t);
+		return NULL;
+	}
+	return cur;
+}
+
+/* Closes what read_cursor opened: n, or -1 when the walk ended in error
+ * (rc neither 0 nor MDB_NOTFOUND). */
+static int
+read_done(MDB_cursor *cur, MDB_txn *t, int rc, int n)
+{
+	mdb_cursor_close(cur);
+	store_rdone(t);
+	return rc == 0 || rc == MDB_NOTFOUND ? n : -1;
+}
+
+/* The entry at a DB_SUPPRESS cursor; an unreadable record counts as manual. */
+static void
+entry_decode(const MDB_val *k, const MDB_val *v, struct suppress_entry *e)
+{
+	memset(e, 0, sizeof(*e));
+	suppress_key_split(k->mv_data, k->mv_size, e);
+	if (suppress_rec_decode(v->mv_data, v->mv_size, e) < 0)
+		e->reason = SUP_MANUAL;
+}
+
 /* One key in an open read transaction: 1 (e filled), 0, -1. */
 static int
 get_key(MDB_txn *t, const char *key, size_t klen, struct suppress_entry *e)
@@ -870,13 +905,9 @@ suppress_get_all(const char *address, void (*fn)(const struct suppress_entry *, 
 		return -1;
 	}
 	size_t nlen = strlen(norm);
-	MDB_txn *t = store_rtxn();
-	if (t == NULL)
+	MDB_txn *t;
+	if ((cur = read_cursor(DB_SUPPRESS, &t)) == NULL)
 		return -1;
-	if ((rc = mdb_cursor_open(t, store_dbi(DB_SUPPRESS), &cur)) != 0) {
-		store_rdone(t);
-		return -1;
-	}
 	MDB_val k = { nlen, norm }, v;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -884,16 +915,11 @@ suppress_get_all(const char *address, void (*fn)(const struct suppress_entry *, 
 		    (k.mv_size > nlen && ((const char *)k.mv_data)[nlen] != '\0'))
 			break;
 		struct suppress_entry e;
-		memset(&e, 0, sizeof(e));
-		suppress_key_split(k.mv_data, k.mv_size, &e);
-		if (suppress_rec_decode(v.mv_data, v.mv_size, &e) < 0)
-			e.reason = SUP_MANUAL;
+		entry_decode(&k, &v, &e);
 		fn(&e, arg);
 		n++;
 	}
-	mdb_cursor_close(cur);
-	store_rdone(t);
-	return rc == 0 || rc == MDB_NOTFOUND ? n : -1;
+	return read_done(cur, t, rc, n);
 }
 
 /* ---- synchronous changes (control thread) -------------------------- */
@@ -1074,13 +1100,9 @@ suppress_list(const struct suppress_filter *f, const char *cursor, int limit, lo
 		slen = tkey(f->since, "", 0, start);
 	next[0] = '\0';        /* cursor may be next: read before */
 
-	MDB_txn *t = store_rtxn();
-	if (t == NULL)
+	MDB_txn *t;
+	if ((cur = read_cursor(DB_SUPPRESS_T, &t)) == NULL)
 		return -1;
-	if (mdb_cursor_open(t, store_dbi(DB_SUPPRESS_T), &cur) != 0) {
-		store_rdone(t);
-		return -1;
-	}
 	MDB_val k = { slen, start }, v;
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	if (rc == 0 && after && k.mv_size == slen && memcmp(k.mv_data, start, slen) == 0)
@@ -1114,11 +1136,7 @@ suppress_list(const struct suppress_filter *f, const char *cursor, int limit, lo
 	}
 	if (rc == 0)
 		hex_encode(start, slen, next);
-	mdb_cursor_close(cur);
-	store_rdone(t);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return -1;
-	return given;
+	return read_done(cur, t, rc, given);
 }
 
 int
@@ -1128,13 +1146,9 @@ suppress_scan(const void *afterkey, size_t afterlen, int max,
 	MDB_cursor *cur;
 	int n = 0, rc;
 
-	MDB_txn *t = store_rtxn();
-	if (t == NULL)
+	MDB_txn *t;
+	if ((cur = read_cursor(DB_SUPPRESS, &t)) == NULL)
 		return -1;
-	if (mdb_cursor_open(t, store_dbi(DB_SUPPRESS), &cur) != 0) {
-		store_rdone(t);
-		return -1;
-	}
 	MDB_val k = { afterlen, (void *)afterkey }, v;
 	if (afterkey == NULL || afterlen == 0)
 		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -1145,20 +1159,13 @@ suppress_scan(const void *afterkey, size_t afterlen, int max,
 	}
 	for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct suppress_entry e;
-		memset(&e, 0, sizeof(e));
-		suppress_key_split(k.mv_data, k.mv_size, &e);
-		if (suppress_rec_decode(v.mv_data, v.mv_size, &e) < 0)
-			e.reason = SUP_MANUAL;
+		entry_decode(&k, &v, &e);
 		fn(&e, arg);
 		*lastlen = MIN(k.mv_size, (size_t)SUP_KEY_MAX);
 		memcpy(last, k.mv_data, *lastlen);
 		n++;
 	}
-	mdb_cursor_close(cur);
-	store_rdone(t);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return -1;
-	return n;
+	return read_done(cur, t, rc, n);
 }
 
 long

@@ -79,6 +79,18 @@ xstrndup(const char *s, size_t n)
 }
 
 char *
+xstrndup_trim(const char *s, size_t n)
+{
+	while (n > 0 && isspace((unsigned char)*s)) {
+		s++;
+		n--;
+	}
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		n--;
+	return xstrndup(s, n);
+}
+
+char *
 xasprintf(const char *fmt, ...)
 {
 	va_list ap;

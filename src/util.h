@@ -24,6 +24,8 @@ void *xcalloc(size_t nmemb, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* The first n bytes of s without leading and trailing white space. */
+char *xstrndup_trim(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Print to the log (and stderr while not daemonized) and exit(1). */

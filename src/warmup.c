@@ -668,6 +668,25 @@ warmup_take(const char *source, const char *provider, const char *site, int want
 	return (int)take;
 }
 
+void
+warmup_give_back(const char *source, const char *provider, int n)
+{
+	struct standing st;
+
+	if (n <= 0 || !standing(source, provider, true, &st))
+		return;
+	struct wu_counter *ct = wu_counter_get(st.ws, st.cap->provider, true);
+	uint64_t v = atomic_load(&ct->v), nv;
+	do {
+		int64_t have = (int64_t)(v & 0xffffffffULL);
+		/* taken on an earlier day: that day's count stands */
+		if ((int64_t)(v >> 32) != st.today || have == 0)
+			return;
+		nv = ((uint64_t)st.today << 32) | (uint64_t)(have - MIN((int64_t)n, have));
+	} while (!atomic_compare_exchange_weak(&ct->v, &v, nv));
+	persist(ct);
+}
+
 bool
 warmup_active(void)
 {

@@ -92,6 +92,10 @@ const struct warmup_cap *warmup_day_cap(const struct warmup_day *d, const char *
  */
 int64_t warmup_room(const char *source, const char *provider);
 int warmup_take(const char *source, const char *provider, const char *site, int want);
+/* Give back n reserved recipients that got neither a 2xx nor a 5xx (a
+ * deferral or a failed connection): a throttled new IP must not spend its
+ * day's cap on retries. Only while it is still the day they were taken. */
+void warmup_give_back(const char *source, const char *provider, int n);
 /*
  * Another member of the pool `pool` (NULL = the default pool) than
  * `exclude` with room for `provider`, chosen by weight; NULL when none.

@@ -392,3 +392,111 @@ def test_client_hanging_up_mid_body_leaves_nothing(sluiced, receiver):
     assert "event=campaign-rolled-back campaign=gone" in d.log_text()
     time.sleep(1)
     assert rx.messages == []
+
+
+def open_load(d, path, first, n, prefix):
+    """Start a streamed NDJSON load of n recipients and leave it unfinished
+    (the Content-Length promises more): the socket, to close later."""
+    import socket
+    head = (json.dumps(first) + "\n") if first is not None else ""
+    body = (head + "".join('{"email":"%s%d@dst.test"}\n' % (prefix, i)
+                           for i in range(n))).encode()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(d.control)
+    s.sendall(b"POST %s HTTP/1.1\r\nHost: localhost\r\n"
+              b"Content-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n"
+              % (path.encode(), len(body) + 1000))
+    s.sendall(body)
+    return s
+
+
+def scheduled(d, cid):
+    code, j = d.api("GET", "/v1/campaigns/" + cid)
+    return j["counts"]["scheduled"] if code == 200 else -1
+
+
+def test_load_cut_off_by_a_crash_is_rolled_back_at_startup(sluiced, receiver):
+    """kill -9 in the middle of two loads (a new campaign, and a later
+    batch of an existing one), each with a committed batch of 10,000: the
+    restarted daemon removes the new campaign whole and the later batch's
+    recipients, so the id can be created again, the existing campaign takes
+    batches again, and other campaigns are sent."""
+    rx = receiver()
+    d = sluiced(conf(rx))
+    code, j = post_nd(d, "/v1/campaigns",
+                      {"id": "part", "from": "a@src.test", "text": "x",
+                       "start_at": iso(next_monday()), "max_delay": "1h"},
+                      {"email": "kept1@dst.test"}, {"email": "kept2@dst.test"})
+    assert code == 201, j
+    s1 = open_load(d, "/v1/campaigns", {"id": "whole", "from": "a@src.test", "text": "x",
+                                        "max_delay": "0"}, 25000, "w")
+    s2 = open_load(d, "/v1/campaigns/part/recipients", None, 25000, "p")
+    wait_until(lambda: scheduled(d, "whole") >= 10000 and scheduled(d, "part") >= 10002, 60,
+               what="a batch of each load written")
+    assert d.api("GET", "/v1/campaigns/whole")[1]["state"] == "loading"
+    d.kill9()
+    s1.close()
+    s2.close()
+    d.start()
+    log = d.log_text()
+    assert "event=campaign-rolled-back campaign=whole batch=1 removed=campaign" in log
+    assert "event=campaign-rolled-back campaign=part batch=2 removed=batch" in log
+    assert d.api("GET", "/v1/campaigns/whole")[0] == 404
+    code, j = d.api("GET", "/v1/campaigns/part")
+    assert code == 200 and j["state"] == "active" and j["counts"]["scheduled"] == 2, j
+    assert explain(d, "part", "kept1@dst.test")["email"] == "kept1@dst.test"
+    code, j = post_nd(d, "/v1/campaigns/part/recipients", {"email": "kept3@dst.test"})
+    assert code == 200 and j["accepted"] == 1, j
+    code, j = post_nd(d, "/v1/campaigns", {"id": "whole", "from": "a@src.test", "text": "x",
+                                           "max_delay": "0"}, {"email": "again@dst.test"})
+    assert code == 201, j
+    code, j = post_nd(d, "/v1/campaigns", {"id": "other", "from": "a@src.test", "text": "x",
+                                           "max_delay": "0"}, {"email": "o@dst.test"})
+    assert code == 201, j
+    msgs = rx.wait_for(2, timeout=30)
+    assert sorted(r for m in msgs for r in m.rcpt_tos) == ["again@dst.test", "o@dst.test"]
+
+
+def test_a_big_load_in_progress_does_not_hold_back_another_campaign(sluiced, receiver):
+    """A due-now load still streaming has 70,000 recipients written (more
+    than the scheduler passes over in one tick): they wait, and a campaign
+    created meanwhile is sent all the same."""
+    rx = receiver()
+    d = sluiced(conf(rx))
+    s = open_load(d, "/v1/campaigns", {"id": "big", "from": "a@src.test", "text": "x",
+                                       "max_delay": "0"}, 75000, "b")
+    try:
+        wait_until(lambda: scheduled(d, "big") >= 70000, 120, what="70,000 recipients written")
+        code, j = post_nd(d, "/v1/campaigns", {"id": "small", "from": "a@src.test",
+                                               "text": "x", "max_delay": "0"},
+                          {"email": "s@dst.test"})
+        assert code == 201, j
+        m = rx.wait_for(1, timeout=30)[0]
+        assert m.rcpt_tos == ["s@dst.test"]
+        assert d.api("GET", "/v1/campaigns/big")[1]["state"] == "loading"
+        time.sleep(1)
+        assert len(rx.messages) == 1
+    finally:
+        s.close()
+    wait_until(lambda: d.api("GET", "/v1/campaigns/big")[0] == 404, 30,
+               what="the unfinished load removed")
+
+
+def test_dry_run_is_bounded(sluiced, receiver):
+    """The plan of a dry run is held for the reply: more than 100,000
+    recipients is a 413 (nothing stored or sent); 100,000 are planned."""
+    rx = receiver()
+    d = sluiced(conf(rx))
+    first = {"id": "dry", "from": "a@src.test", "text": "x", "max_delay": "0", "dry_run": True}
+    body = json.dumps(first) + "\n" + "".join('{"email":"d%d@dst.test"}\n' % i
+                                              for i in range(100001))
+    code, j = d.api("POST", "/v1/campaigns", body, headers=NDJSON)
+    assert code == 413 and j["error"]["code"] == "too_large", j
+    assert "100000" in j["error"]["message"] and "line 100002" in j["error"]["message"]
+    body = body[:body.rindex('{"email"')]
+    code, plan = d.api("POST", "/v1/campaigns", body, headers=NDJSON)
+    assert code == 200
+    lines = plan.strip().split("\n")
+    assert len(lines) == 100000 and json.loads(lines[-1])["email"] == "d99999@dst.test"
+    assert d.api("GET", "/v1/campaigns/dry")[0] == 404
+    assert rx.messages == []

@@ -289,6 +289,33 @@ def test_unverified_complaint_suppresses_nothing(sluiced, receiver, verp_key):
     assert not suppressed(d, "victim@dst.test")[0]
 
 
+def test_token_without_send_record_suppresses_nobody(sluiced, receiver, verp_key):
+    """A valid token whose send never got a 250 (so it has no send record)
+    is in the hands of whoever saw our MAIL FROM: reports through it give
+    events, but must not put the addresses they name on the list."""
+    seen = []
+
+    def mail_reply(addr):
+        seen.append(addr)
+        return None
+    rx = receiver(mail_reply=mail_reply, rcpt_reply="451 4.7.1 try later")
+    d = start(sluiced, rx, verp_key)
+    d.send("news@src.test", "me@dst.test", "Subject: x\r\n\r\nhi\r\n")
+    wait_until(lambda: any(a.startswith("bounce+") for a in seen), 20, what="VERP MAIL FROM")
+    verp = [a for a in seen if a.startswith("bounce+")][0]
+    code, resp = mail_report(d, verp, dsn(verp, "ceo@victim.test", "5.1.1"))
+    assert code == 250, resp
+    assert d.wait_event("bounce", recipient="ceo@victim.test")[0]["async"] is True
+    body = arf(verp, "x").replace("To: <redacted>", "To: boss@victim.test")
+    code, resp = mail_report(d, FBL, body)
+    assert code == 250, resp
+    d.wait_event("complaint")
+    assert not suppressed(d, "ceo@victim.test")[0]
+    assert not suppressed(d, "boss@victim.test")[0]
+    assert not suppressed(d, "me@dst.test")[0]
+    assert "event=report-unbound" in d.log_text()
+
+
 def test_out_of_office_is_no_bounce(sluiced, receiver, verp_key):
     rx = receiver()
     d = start(sluiced, rx, verp_key)

@@ -241,3 +241,24 @@ def test_waiting_mail_expires_at_bounce_after(sluiced, rx, dns_server):
     assert "reached its warm-up cap for gmail" in ev["reply"], ev
     wait_until(lambda: queued_at(d, "gmail") == 1, 10, what="the late recipient waiting")
     assert by_source(rx) == {S1: 2}
+
+
+def test_deferrals_do_not_spend_the_cap(sluiced, receiver, dns_server):
+    """A provider throttling a new IP (4xx) must not use up its day's cap:
+    only recipients that got a 2xx or 5xx count; deferred ones are given
+    back and go out on retry."""
+    tries = {}
+
+    def rcpt(addr):
+        tries[addr] = tries.get(addr, 0) + 1
+        return "451 4.7.0 Temporary deferral, try again later" if tries[addr] <= 2 else None
+    rx = receiver(rcpt_reply=rcpt)
+    zone(dns_server)
+    d = sluiced(conf(rx, day=2))
+    inject(d, 3)
+    # 3 recipients x 2 deferrals = 6 attempts, more than the cap of 3
+    rx.wait_for(3, timeout=scaled(30))
+    assert by_source(rx) == {S1: 3}
+    assert all(n == 3 for n in tries.values()), tries
+    _, s = warmup(d)
+    assert cap_of(s, "gmail")["count"] == 3

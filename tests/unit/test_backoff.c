@@ -20,6 +20,7 @@
 
 #include "backoff.h"
 #include "util.h"
+#include "unit.h"
 
 #define MIN_MS (60 * 1000LL)
 #define HOUR_MS (60 * MIN_MS)
@@ -360,47 +361,8 @@ test_load_errors(void **state)
 static void
 test_builtin_matches_file(void **state)
 {
-	char path[4096], *text = NULL;
-	const char *srcdir = getenv("srcdir");
-	size_t len = 0;
-
 	(void)state;
-	if (srcdir != NULL) {
-		snprintf(path, sizeof(path), "%s/conf/backoff-rules.conf", srcdir);
-		text = read_file(path, &len);
-	}
-	if (text == NULL) {
-		static const char *const tries[] = {
-			"../../conf/backoff-rules.conf", "../conf/backoff-rules.conf",
-			"conf/backoff-rules.conf",
-		};
-
-		for (size_t i = 0; text == NULL && i < sizeof(tries) / sizeof(tries[0]); i++) {
-			snprintf(path, sizeof(path), "%s", tries[i]);
-			text = read_file(path, &len);
-		}
-	}
-	if (text == NULL) {
-		const char *f = __FILE__, *cut = strstr(f, "tests/unit/test_backoff.c");
-
-		if (cut != NULL) {
-			snprintf(path, sizeof(path), "%.*sconf/backoff-rules.conf",
-			    (int)(cut - f), f);
-			text = read_file(path, &len);
-		}
-	}
-	if (text == NULL)
-		fail_msg("cannot find conf/backoff-rules.conf (set srcdir)");
-	if (strcmp(text, backoff_rules_builtin) != 0) {
-		size_t i = 0;
-
-		while (text[i] == backoff_rules_builtin[i])
-			i++;
-		fail_msg("%s differs from backoff_rules_builtin at byte %zu (%zu vs %zu bytes): "
-		    "regenerate it (see the comment at the top of src/backoff.c)",
-		    path, i, len, strlen(backoff_rules_builtin));
-	}
-	free(text);
+	unit_builtin_matches_file("backoff-rules.conf", backoff_rules_builtin, "backoff_rules_builtin", "backoff.c");
 }
 
 int

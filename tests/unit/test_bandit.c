@@ -24,6 +24,7 @@
 #include "log.h"
 #include "store.h"
 #include "variant.h"
+#include "unit.h"
 
 /* mean and variance of n draws, plus the standard error of each */
 struct moments {
@@ -373,8 +374,7 @@ static int
 setup_store(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/sluice-test-bandit.%ld/store", (long)getpid());
-	open_store();
+	unit_store_open(dir, sizeof(dir), "bandit", "store", 64 << 20);
 	/* the choices in these tests are drawn on this thread: make them repeatable */
 	bandit_seed(bandit_thread_rng(), 29);
 	return 0;
@@ -384,12 +384,9 @@ static int
 teardown_store(void **state)
 {
 	(void)state;
-	char cmd[300];
-
 	store_close();
 	bandit_cache_clear();
-	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/sluice-test-bandit.%ld", (long)getpid());
-	assert_int_equal(system(cmd), 0);
+	unit_tmp_remove("bandit");
 	return 0;
 }
 

@@ -23,6 +23,7 @@
 
 #include "bounce.h"
 #include "util.h"
+#include "unit.h"
 
 static char errbuf[1024];
 
@@ -885,49 +886,8 @@ test_ses_mapping(void **state)
 static void
 test_builtin_matches_file(void **state)
 {
-	char path[4096], *text = NULL;
-	const char *srcdir = getenv("srcdir");
-	size_t len = 0;
-
 	(void)state;
-	if (srcdir != NULL) {
-		snprintf(path, sizeof(path), "%s/conf/bounce-rules.conf", srcdir);
-		text = read_file(path, &len);
-	}
-	/* Run by hand: from the build tree next to the sources, or from the
-	 * source tree named by this file's own path. */
-	if (text == NULL) {
-		static const char *const tries[] = {
-			"../../conf/bounce-rules.conf", "../conf/bounce-rules.conf",
-			"conf/bounce-rules.conf",
-		};
-
-		for (size_t i = 0; text == NULL && i < sizeof(tries) / sizeof(tries[0]); i++) {
-			snprintf(path, sizeof(path), "%s", tries[i]);
-			text = read_file(path, &len);
-		}
-	}
-	if (text == NULL) {
-		const char *f = __FILE__, *cut = strstr(f, "tests/unit/test_bounce.c");
-
-		if (cut != NULL) {
-			snprintf(path, sizeof(path), "%.*sconf/bounce-rules.conf",
-			    (int)(cut - f), f);
-			text = read_file(path, &len);
-		}
-	}
-	if (text == NULL)
-		fail_msg("cannot find conf/bounce-rules.conf (set srcdir)");
-	if (strcmp(text, bounce_rules_builtin) != 0) {
-		size_t i = 0;
-
-		while (text[i] == bounce_rules_builtin[i])
-			i++;
-		fail_msg("%s differs from bounce_rules_builtin at byte %zu (%zu vs %zu bytes): "
-		    "regenerate it (see the comment at the top of src/bounce.c)",
-		    path, i, len, strlen(bounce_rules_builtin));
-	}
-	free(text);
+	unit_builtin_matches_file("bounce-rules.conf", bounce_rules_builtin, "bounce_rules_builtin", "bounce.c");
 }
 
 /* Several threads classify with one rule set at once. */

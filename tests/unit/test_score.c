@@ -17,6 +17,7 @@
 #include "log.h"
 #include "score.h"
 #include "store.h"
+#include "unit.h"
 
 #define DAY SCORE_DAY_MS
 static const int64_t NOW = 1800000000000LL;    /* 2027-01-15 */
@@ -235,10 +236,7 @@ static int
 setup_store(void **state)
 {
 	(void)state;
-	char err[256];
-
-	snprintf(dir, sizeof(dir), "/tmp/sluice-test-score.%ld/store", (long)getpid());
-	assert_int_equal(store_open(dir, 64 << 20, err, sizeof(err)), 0);
+	unit_store_open(dir, sizeof(dir), "score", "store", 64 << 20);
 	return 0;
 }
 
@@ -246,11 +244,8 @@ static int
 teardown_store(void **state)
 {
 	(void)state;
-	char cmd[300];
-
 	store_close();
-	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/sluice-test-score.%ld", (long)getpid());
-	assert_int_equal(system(cmd), 0);
+	unit_tmp_remove("score");
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "store.h"
+#include "unit.h"
 
 static char dir[256];
 
@@ -22,9 +23,7 @@ static int
 setup(void **state)
 {
 	(void)state;
-	char err[256];
-	snprintf(dir, sizeof(dir), "/tmp/sluice-test-store.%ld/sub", (long)getpid());
-	assert_int_equal(store_open(dir, 64 << 20, err, sizeof(err)), 0);
+	unit_store_open(dir, sizeof(dir), "store", "sub", 64 << 20);
 	return 0;
 }
 
@@ -33,9 +32,7 @@ teardown(void **state)
 {
 	(void)state;
 	store_close();
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/sluice-test-store.%ld", (long)getpid());
-	assert_int_equal(system(cmd), 0);
+	unit_tmp_remove("store");
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 #include "suppress.h"
 #include "suppress_io.h"
 #include "util.h"
+#include "unit.h"
 
 static char dir[256];
 
@@ -36,9 +37,7 @@ static int
 setup(void **state)
 {
 	(void)state;
-	char err[256];
-	snprintf(dir, sizeof(dir), "/tmp/sluice-test-suppress.%ld/store", (long)getpid());
-	assert_int_equal(store_open(dir, 256 << 20, err, sizeof(err)), 0);
+	unit_store_open(dir, sizeof(dir), "suppress", "store", 256 << 20);
 	use_conf("store /tmp/x\n");
 	return 0;
 }
@@ -48,9 +47,7 @@ teardown(void **state)
 {
 	(void)state;
 	store_close();
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/sluice-test-suppress.%ld", (long)getpid());
-	assert_int_equal(system(cmd), 0);
+	unit_tmp_remove("suppress");
 	return 0;
 }
 

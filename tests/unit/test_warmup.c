@@ -23,6 +23,7 @@
 #include "store.h"
 #include "util.h"
 #include "warmup.h"
+#include "unit.h"
 
 #define DAY_MS 86400000LL
 
@@ -107,46 +108,8 @@ test_parse_errors(void **state)
 static void
 test_builtin_matches_file(void **state)
 {
-	char path[4096], *text = NULL;
-	const char *srcdir = getenv("srcdir");
-	size_t len = 0;
-
 	(void)state;
-	if (srcdir != NULL) {
-		snprintf(path, sizeof(path), "%s/conf/warmup-default.conf", srcdir);
-		text = read_file(path, &len);
-	}
-	if (text == NULL) {
-		static const char *const tries[] = {
-			"../../conf/warmup-default.conf", "../conf/warmup-default.conf",
-			"conf/warmup-default.conf",
-		};
-
-		for (size_t i = 0; text == NULL && i < sizeof(tries) / sizeof(tries[0]); i++) {
-			snprintf(path, sizeof(path), "%s", tries[i]);
-			text = read_file(path, &len);
-		}
-	}
-	if (text == NULL) {
-		const char *f = __FILE__, *cut = strstr(f, "tests/unit/test_warmup.c");
-
-		if (cut != NULL) {
-			snprintf(path, sizeof(path), "%.*sconf/warmup-default.conf", (int)(cut - f), f);
-			text = read_file(path, &len);
-		}
-	}
-	if (text == NULL)
-		fail_msg("cannot find conf/warmup-default.conf (set srcdir)");
-	if (strcmp(text, warmup_default_text) != 0) {
-		size_t i = 0;
-
-		while (text[i] == warmup_default_text[i])
-			i++;
-		fail_msg("%s differs from warmup_default_text at byte %zu (%zu vs %zu bytes): "
-		    "regenerate it (see the comment at the top of src/warmup.c)",
-		    path, i, len, strlen(warmup_default_text));
-	}
-	free(text);
+	unit_builtin_matches_file("warmup-default.conf", warmup_default_text, "warmup_default_text", "warmup.c");
 }
 
 /* The shipped plan: 30 listed days, every column rising, then complete. */
@@ -411,10 +374,7 @@ static int
 store_setup(void **state)
 {
 	(void)state;
-	char err[256];
-
-	snprintf(dir, sizeof(dir), "/tmp/sluice-test-warmup.%ld/store", (long)getpid());
-	assert_int_equal(store_open(dir, 64 << 20, err, sizeof(err)), 0);
+	unit_store_open(dir, sizeof(dir), "warmup", "store", 64 << 20);
 	return 0;
 }
 
@@ -422,13 +382,10 @@ static int
 store_teardown(void **state)
 {
 	(void)state;
-	char cmd[300];
-
 	store_close();
 	warmup_shutdown();
 	conf_free_all();
-	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/sluice-test-warmup.%ld", (long)getpid());
-	assert_int_equal(system(cmd), 0);
+	unit_tmp_remove("warmup");
 	return 0;
 }
 
