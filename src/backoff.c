@@ -404,40 +404,13 @@ const struct backoff_rule *
 backoff_match(const struct backoff_rules *r, int code, const char *enh,
     const char *text)
 {
-	char cd[3] = { 0 };
-	int st[3] = { 0, 0, 0 };
-	bool have_st = false;
-	size_t n;
+	struct reply_in in;
 
 	if (r == NULL || r->n == 0)
 		return NULL;
-	if (code >= 100 && code <= 599) {
-		cd[0] = (char)('0' + code / 100);
-		cd[1] = (char)('0' + code / 10 % 10);
-		cd[2] = (char)('0' + code % 10);
-	}
-	if (enh != NULL && reply_status_parse(enh, st, &n) && enh[n] == '\0')
-		have_st = true;
-	if (text == NULL)
-		text = "";
-	while (*text == ' ')
-		text++;
-	/* the enhanced code may still lead the text; regexes do not see it */
-	{
-		int tmp[3];
-
-		if (reply_status_parse(text, tmp, &n) && (text[n] == ' ' || text[n] == '\0')) {
-			if (!have_st) {
-				memcpy(st, tmp, sizeof(st));
-				have_st = true;
-			}
-			text += n;
-			while (*text == ' ')
-				text++;
-		}
-	}
+	reply_in_init(&in, code, enh, text);
 	for (size_t i = 0; i < r->n; i++)
-		if (reply_match_test(&r->v[i].m, cd, have_st, st, text))
+		if (reply_match_test(&r->v[i].m, &in))
 			return &r->v[i].act;
 	return NULL;
 }

@@ -904,52 +904,23 @@ void
 bounce_classify(const struct bounce_rules *r, int code, const char *enh,
     const char *text, struct bounce_class *out)
 {
-	char cd[3] = { 0 };
-	int st[3] = { 0, 0, 0 }, cls = 0;
-	bool have_st = false;
+	struct reply_in in;
 	enum category cat = CAT_OTHER;
-	size_t n;
+	int cls;
 
-	if (code >= 100 && code <= 599) {
-		cd[0] = (char)('0' + code / 100);
-		cd[1] = (char)('0' + code / 10 % 10);
-		cd[2] = (char)('0' + code % 10);
-		cls = code / 100;
-	}
-	if (enh != NULL && reply_status_parse(enh, st, &n) && enh[n] == '\0')
-		have_st = true;
-	if (text == NULL)
-		text = "";
-	while (*text == ' ')
-		text++;
-	/* The enhanced code may still lead the text; it is not part of what
-	 * the regexes see. */
-	{
-		int tmp[3];
-
-		if (reply_status_parse(text, tmp, &n) && (text[n] == ' ' || text[n] == '\0')) {
-			if (!have_st) {
-				memcpy(st, tmp, sizeof(st));
-				have_st = true;
-			}
-			text += n;
-			while (*text == ' ')
-				text++;
-		}
-	}
-	if (cls == 0 && have_st)
-		cls = st[0];
+	reply_in_init(&in, code, enh, text);
+	cls = code >= 100 && code <= 599 ? code / 100 : in.have_st ? in.st[0] : 0;
 
 	out->rule_line = 0;
 	for (size_t i = 0; r != NULL && i < r->n; i++) {
-		if (reply_match_test(&r->v[i].m, cd, have_st, st, text)) {
+		if (reply_match_test(&r->v[i].m, &in)) {
 			cat = r->v[i].cat;
 			out->rule_line = r->v[i].line;
 			break;
 		}
 	}
-	if (out->rule_line == 0 && have_st)
-		cat = fallback_category(st);
+	if (out->rule_line == 0 && in.have_st)
+		cat = fallback_category(in.st);
 	out->category = cat_names[cat];
 	out->ses_type = bounce_ses_type(out->category, cls * 100, &out->ses_subtype);
 }

@@ -90,25 +90,55 @@ reply_status_parse(const char *s, int out[3], size_t *len)
 	return true;
 }
 
+void
+reply_in_init(struct reply_in *in, int code, const char *enh, const char *text)
+{
+	size_t n;
+	int tmp[3];
+
+	memset(in, 0, sizeof(*in));
+	if (code >= 100 && code <= 599) {
+		in->code[0] = (char)('0' + code / 100);
+		in->code[1] = (char)('0' + code / 10 % 10);
+		in->code[2] = (char)('0' + code % 10);
+	}
+	if (enh != NULL && reply_status_parse(enh, in->st, &n) && enh[n] == '\0')
+		in->have_st = true;
+	if (text == NULL)
+		text = "";
+	while (*text == ' ')
+		text++;
+	/* the enhanced code may still lead the text; regexes do not see it */
+	if (reply_status_parse(text, tmp, &n) && (text[n] == ' ' || text[n] == '\0')) {
+		if (!in->have_st) {
+			memcpy(in->st, tmp, sizeof(tmp));
+			in->have_st = true;
+		}
+		text += n;
+		while (*text == ' ')
+			text++;
+	}
+	in->text = text;
+}
+
 bool
-reply_match_test(const struct reply_match *ru, const char code[3], bool have_st,
-    const int st[3], const char *text)
+reply_match_test(const struct reply_match *ru, const struct reply_in *in)
 {
 	if (ru->has_code) {
-		if (code[0] == '\0')
+		if (in->code[0] == '\0')
 			return false;
 		for (int i = 0; i < 3; i++)
-			if (ru->code[i] != 'x' && ru->code[i] != code[i])
+			if (ru->code[i] != 'x' && ru->code[i] != in->code[i])
 				return false;
 	}
 	if (ru->has_status) {
-		if (!have_st)
+		if (!in->have_st)
 			return false;
 		for (int i = 0; i < 3; i++)
-			if (ru->status[i] != ST_ANY && ru->status[i] != st[i])
+			if (ru->status[i] != ST_ANY && ru->status[i] != in->st[i])
 				return false;
 	}
-	if (ru->has_re && regexec(&ru->re, text, 0, NULL, 0) != 0)
+	if (ru->has_re && regexec(&ru->re, in->text, 0, NULL, 0) != 0)
 		return false;
 	return true;
 }

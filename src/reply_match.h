@@ -27,9 +27,17 @@ bool reply_code_pattern(const char *s, char out[3]);
 bool reply_status_pattern(const char *s, int out[3]);
 /* An enhanced status code at s ("4.7.28"); its length in *len. */
 bool reply_status_parse(const char *s, int out[3], size_t *len);
-/* code: three digits or "" (no code); st valid when have_st. */
-bool reply_match_test(const struct reply_match *m, const char code[3], bool have_st,
-    const int st[3], const char *text);
+/* A remote reply as the matchers see it: the code as three digits (or ""),
+ * the enhanced status (from enh, else from the head of the text) and the
+ * text without that leading status. */
+struct reply_in {
+	char code[3];
+	int st[3];
+	bool have_st;
+	const char *text;
+};
+void reply_in_init(struct reply_in *in, int code, const char *enh, const char *text);
+bool reply_match_test(const struct reply_match *m, const struct reply_in *in);
 void reply_match_free(struct reply_match *m);
 
 /* Rule files. The text of a file (malloc'd), or NULL with err set to
