@@ -20,44 +20,8 @@ SLUICECTL=${SLUICECTL:-$builddir/sluicectl}
 BENCH=$builddir/tests/bench/campaign-bench
 [ -x "$BENCH" ] || { echo "campaign-bench: $BENCH not built (make tests/bench/campaign-bench)" >&2; exit 1; }
 
-tmp=$(mktemp -d /tmp/campaign-bench.XXXXXX)
-pid=
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-port=$((20000 + RANDOM % 20000))
-cat > "$tmp/sluice.conf" <<CONF
-hostname bench.test
-workers 2
-spool $tmp/spool
-pidfile $tmp/sluiced.pid
-control-socket $tmp/control.sock
-log $tmp/sluiced.log
-store $tmp/store
-listener 127.0.0.1:$port { relay-from 127.0.0.0/8 }
-domain * { route [127.0.0.1]:9 }
-CONF
-
-start() {
-	"$SLUICED" -f -c "$tmp/sluice.conf" 2>>"$tmp/stderr" &
-	pid=$!
-	for _ in $(seq 200); do
-		"$SLUICECTL" -s "$tmp/control.sock" status >/dev/null 2>&1 && return 0
-		sleep 0.05
-	done
-	echo "campaign-bench: sluiced did not start" >&2
-	cat "$tmp/stderr" >&2
-	exit 1
-}
-stop() {
-	kill "$pid"
-	wait "$pid" || true
-	pid=
-}
-ms() { date +%s%3N; }
+NAME=campaign-bench
+. "$srcdir/tests/bench/store-daemon.sh"
 rss() { awk '/^VmHWM|^RssAnon|^RssFile/ { printf "%s %d MB  ", $1, $2 / 1024 }' "/proc/$pid/status"; }
 
 # history: R recipients, E opens/clicks over the last 8 weeks, each at one

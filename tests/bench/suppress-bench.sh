@@ -16,44 +16,8 @@ SLUICECTL=${SLUICECTL:-$builddir/sluicectl}
 BENCH=$builddir/tests/bench/suppress-bench
 [ -x "$BENCH" ] || { echo "suppress-bench: $BENCH not built (make tests/bench/suppress-bench)" >&2; exit 1; }
 
-tmp=$(mktemp -d /tmp/suppress-bench.XXXXXX)
-pid=
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-port=$((20000 + RANDOM % 20000))
-cat > "$tmp/sluice.conf" <<CONF
-hostname bench.test
-workers 2
-spool $tmp/spool
-pidfile $tmp/sluiced.pid
-control-socket $tmp/control.sock
-log $tmp/sluiced.log
-store $tmp/store
-listener 127.0.0.1:$port { relay-from 127.0.0.0/8 }
-domain * { route [127.0.0.1]:9 }
-CONF
-
-start() {
-	"$SLUICED" -f -c "$tmp/sluice.conf" 2>>"$tmp/stderr" &
-	pid=$!
-	for _ in $(seq 200); do
-		"$SLUICECTL" -s "$tmp/control.sock" status >/dev/null 2>&1 && return 0
-		sleep 0.05
-	done
-	echo "suppress-bench: sluiced did not start" >&2
-	cat "$tmp/stderr" >&2
-	exit 1
-}
-stop() {
-	kill "$pid"
-	wait "$pid" || true
-	pid=
-}
-ms() { date +%s%3N; }
+NAME=suppress-bench
+. "$srcdir/tests/bench/store-daemon.sh"
 
 awk -v n="$N" 'BEGIN { print "address,reason"; for (i = 0; i < n; i++)
 	printf "u%07d@list%03d.test,%s\n", i, i % 1000, (i % 3 ? "hard-bounce" : "unsubscribe") }' \
