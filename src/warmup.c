@@ -1,9 +1,10 @@
 /*
  * warmup: warm-up schedules and the per-source daily counters (warmup.h).
  *
- * Counting: a recipient counts when a transaction carrying it starts
- * (warmup_take, called by the lane as it builds the transaction), whatever
- * the reply: the provider saw the attempt. Reserving before sending is what
+ * Counting: a recipient is reserved when a transaction carrying it starts
+ * (warmup_take, called by the lane as it builds the transaction); one that
+ * gets neither a 2xx nor a 5xx is given back (warmup_give_back, from the
+ * lane's txn_done), so deferrals do not spend the cap. Reserving before sending is what
  * keeps concurrent connections and the workers sharing a `*` column from
  * ever sending more than the cap.
  *
