@@ -94,7 +94,9 @@ struct dkim_key {
 };
 
 static EVP_MD *sha256;
+/* For each of dkim_sign_headers: its length, and whether it is over-signed. */
 static size_t sign_header_len[ARRAY_SIZE(dkim_sign_headers)];
+static bool sign_header_over[ARRAY_SIZE(dkim_sign_headers)];
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static void
@@ -102,8 +104,12 @@ init_md(void)
 {
 	/* Fetched once: EVP_sha256() would do an implicit fetch per use. */
 	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-	for (size_t i = 0; dkim_sign_headers[i] != NULL; i++)
+	for (size_t i = 0; dkim_sign_headers[i] != NULL; i++) {
 		sign_header_len[i] = strlen(dkim_sign_headers[i]);
+		for (const char *const *o = dkim_oversign_headers; *o; o++)
+			if (strcasecmp(*o, dkim_sign_headers[i]) == 0)
+				sign_header_over[i] = true;
+	}
 }
 
 int
@@ -764,6 +770,55 @@ static const unsigned char body_special[256] = {
 	['\t'] = 1, ['\n'] = 1, ['\r'] = 1, [' '] = 1,
 };
 
+#define BYTES(b)      (0x0101010101010101ULL * (b))
+
+/* 0x80 in each byte of x that is >= 0x21 (exact: no carry between bytes). */
+static inline uint64_t
+bytes_ge21(uint64_t x)
+{
+	return (((x & BYTES(0x7f)) + BYTES(0x80 - 0x21)) | x) & BYTES(0x80);
+}
+
+/* 0x80 in each byte of x that is zero (exact). */
+static inline uint64_t
+bytes_zero(uint64_t x)
+{
+	return ~(((x & BYTES(0x7f)) + BYTES(0x7f)) | x) & BYTES(0x80);
+}
+
+/*
+ * The end of the run of bytes starting at p that canonicalisation leaves
+ * as they are: bytes that are not special, and a single SP between two of
+ * them. Eight bytes at a time while each is >= 0x21 (all the special bytes
+ * are below) or an SP followed by one; the rest byte by byte.
+ */
+static inline const unsigned char *
+body_run(const unsigned char *p, const unsigned char *end)
+{
+	for (;;) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+		while (end - p > 8) {
+			uint64_t x, next, bad;
+			memcpy(&x, p, 8);
+			memcpy(&next, p + 1, 8);
+			bad = ~bytes_ge21(x) & BYTES(0x80) &
+			    ~(bytes_zero(x ^ BYTES(' ')) & bytes_ge21(next));
+			if (bad != 0) {
+				p += __builtin_ctzll(bad) / 8;
+				break;
+			}
+			p += 8;
+		}
+#endif
+		if (p < end && !body_special[*p])
+			p++;
+		else if (p + 1 < end && *p == ' ' && !body_special[p[1]])
+			p += 2;
+		else
+			return p;
+	}
+}
+
 /* The rest of the input after the header block; the same rules as read_headers(). */
 static int
 hash_body(struct src *s, struct work *w)
@@ -800,16 +855,7 @@ hash_body(struct src *s, struct work *w)
 					bc_char(&b, '\r');   /* a bare CR is data */
 			}
 			if (!body_special[ch]) {
-				/* a single SP between two data bytes is already canonical */
-				const unsigned char *q = p + 1;
-				for (;;) {
-					if (q < end && !body_special[*q])
-						q++;
-					else if (q + 1 < end && *q == ' ' && !body_special[q[1]])
-						q += 2;
-					else
-						break;
-				}
+				const unsigned char *q = body_run(p + 1, end);
 				bc_char(&b, ch);
 				if (q > p + 1)
 					bc_put(&b, p + 1, (size_t)(q - p - 1));
@@ -879,15 +925,6 @@ canon_header(struct sbuf *out, const char *p, size_t len, size_t namelen, bool c
 	out->p[out->len] = '\0';
 }
 
-static bool
-oversigned(const char *name)
-{
-	for (const char *const *o = dkim_oversign_headers; *o; o++)
-		if (strcasecmp(*o, name) == 0)
-			return true;
-	return false;
-}
-
 /* Append text to a header being folded at FOLD_COL; *col tracks the column. */
 static void
 fold_add(struct sbuf *b, size_t *col, const char *s, size_t n, bool may_break)
@@ -919,11 +956,14 @@ signed_fields(struct work *w)
 		for (int i = 0; i < w->nf; i++)
 			if (w->f[i].hn == hn)
 				count++;
-		int listed = count + (oversigned(name) ? 1 : 0);
+		int listed = count + (sign_header_over[hn] ? 1 : 0);
 		for (int i = w->nf - 1, left = count; listed > 0; listed--) {
 			char item[64];   /* ":Name": a fold goes before the colon */
-			int il = snprintf(item, sizeof(item), "%s%s", first ? "" : ":", name);
-			fold_add(&w->hlist, &col, item, (size_t)il, !first);
+			size_t il = first ? 0 : 1;
+			item[0] = ':';
+			memcpy(item + il, name, sign_header_len[hn]);
+			il += sign_header_len[hn];
+			fold_add(&w->hlist, &col, item, il, !first);
 			first = false;
 			if (left == 0)
 				continue;

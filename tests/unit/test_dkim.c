@@ -533,6 +533,16 @@ test_body_hash_matches_libopendkim(void **state)
 		"trailing spaces   \r\n  leading\r\n\t\r\n \r\nend \t\r\n\r\n",
 		"a\tb  c \t d\r\n\r\n\r\nx\r\n",
 		"8bit \xe2\x82\xac \xc3\xa9\r\n",
+		/* long lines: the eight-bytes-at-a-time scan meets every case at
+		 * every offset (single SP, SP runs, TAB, CR, controls, 8-bit) */
+		"abcdefgh ijklmnop qrstuvw xyz01234567 89 a b c d e f g h i j k l mnopqrstu\r\n"
+		"abcdefg  hijklmn\topqrstu \tvwxyz0123456 \x01" "abcdefg\x1f hijklmn \x7f\xff"
+		"\x80 xyzabcdefghijklmnop\tqrstuvwxyz0123456789ab \r\n"
+		"0123456 789abcde f0123456789abcdef 0123456789abcdef0 123456789abcdef \r\n"
+		"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9 \xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9  "
+		"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9 x",
+		"1234567 1234567  1234567\t1234567 \x0b" "1234567 1234567 1234567 1234567 1234567 "
+		"1234567 1234567 1234567 1234567 1234567 1234567 1234567 1234567 1234567 1234567\r\n",
 	};
 	struct testconf t = { 0 };
 	(void)state;
