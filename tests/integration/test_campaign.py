@@ -372,6 +372,48 @@ def test_requests_share_a_connection_around_a_streamed_body(sluiced, receiver):
     c.close()
 
 
+def test_chunked_ordinary_request_then_streamed_on_one_connection(sluiced, receiver):
+    """A chunked body that is not streamed (POST /v1/messages) goes to
+    evhttp as it came; the filter still finds where it ends, so a streamed
+    request and another ordinary one follow on the same connection."""
+    import http.client
+    import socket
+    rx = receiver()
+    d = sluiced(conf(rx))
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(20)
+            self.sock.connect(d.control)
+    c = Conn("localhost")
+    msg = json.dumps({"from": "a@src.test", "to": "chunk@dst.test", "subject": "c",
+                      "text": "x" * 5000}).encode()
+
+    def pieces(b, n):
+        for i in range(0, len(b), n):
+            yield b[i:i + n]
+    for _ in range(2):
+        c.request("POST", "/v1/messages", body=pieces(msg, 700),
+                  headers={"Content-Type": "application/json"}, encode_chunked=True)
+        r = c.getresponse()
+        j = json.loads(r.read())
+        assert r.status == 202, j
+    c.request("POST", "/v1/campaigns", body=pieces(
+        (json.dumps({"id": "kc", "from": "a@src.test", "text": "x",
+                     "start_at": iso(next_monday()), "max_delay": "1h"}) + "\n" +
+         "".join('{"email":"c%d@dst.test"}\n' % i for i in range(500))).encode(), 999),
+        headers=NDJSON, encode_chunked=True)
+    r = c.getresponse()
+    j = json.loads(r.read())
+    assert r.status == 201 and j["accepted"] == 500, j
+    c.request("GET", "/v1/campaigns/kc")
+    r = c.getresponse()
+    assert r.status == 200 and json.loads(r.read())["counts"]["scheduled"] == 500
+    c.close()
+    assert len(rx.wait_for(2)) == 2
+
+
 def test_client_hanging_up_mid_body_leaves_nothing(sluiced, receiver):
     import socket
     rx = receiver()
