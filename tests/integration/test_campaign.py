@@ -307,6 +307,65 @@ def test_cancel(sluiced, receiver):
     assert [c["id"] for c in j["campaigns"]] == ["c"]
 
 
+def test_cancel_recalls_queued_messages(sluiced, receiver):
+    """Cancel also recalls what the campaign already queued: with the site
+    suspended its messages wait in the delivery queue; after the cancel
+    none of them is sent, and their recipients count as cancelled once the
+    queue lets them go."""
+    rx = receiver()
+    d = sluiced(conf(rx))
+    code, j = d.api("POST", "/v1/messages", {"from": "app@src.test", "to": "first@dst.test",
+                                             "subject": "first", "text": "x"})
+    assert code == 202, j
+    rx.wait_for(1)
+    site = wait_until(lambda: next((s["name"] for s in d.api("GET", "/v1/sites")[1]["sites"]
+                                    if s.get("route")), None), 10, what="the route site")
+    code, j = d.api("POST", "/v1/sites/%s/suspend" % site)
+    assert code == 200, j
+    code, j = post_nd(d, "/v1/campaigns", {"id": "r", "from": "a@src.test", "text": "hi",
+                                          "max_delay": "0"},
+                      *[{"email": "q%d@dst.test" % i} for i in range(6)])
+    assert code == 201, j
+    wait_until(lambda: d.api("GET", "/v1/campaigns/r")[1]["counts"]["queued"] == 6, 10,
+               what="6 recipients queued")
+    wait_until(lambda: d.api("GET", "/v1/queue")[1]["recipients"] == 6, 10,
+               what="6 recipients in the delivery queue")
+    code, j = d.api("POST", "/v1/campaigns/r/cancel")
+    assert code == 200 and j["recalled"] == 6, j
+    # the suspended site's lane lets them go when it runs again
+    code, j = d.api("POST", "/v1/sites/%s/resume" % site)
+    assert code == 200, j
+    wait_until(lambda: d.api("GET", "/v1/queue")[1]["recipients"] == 0, 10,
+               what="the queue to empty")
+    wait_until(lambda: d.api("GET", "/v1/campaigns/r")[1]["counts"]["cancelled"] == 6, 10,
+               what="6 recipients cancelled")
+    time.sleep(0.5)
+    assert len(rx.messages) == 1
+    counts = d.api("GET", "/v1/campaigns/r")[1]["counts"]
+    assert counts["queued"] == 0 and counts["delivered"] == 0, counts
+
+
+def test_cancel_recalls_messages_waiting_to_retry(sluiced, receiver):
+    """Recipients deferred by a 4xx wait in a worker's timer heap; cancel
+    drops them from there, and nothing is sent when the receiver recovers."""
+    rx = receiver(rcpt_reply="451 4.3.0 try again later")
+    d = sluiced(BASE_CONF + CONF_EXTRA + "domain * { route [%s]:%d retry-after 1h }\n"
+                % (rx.host, rx.port))
+    code, j = post_nd(d, "/v1/campaigns", {"id": "w", "from": "a@src.test", "text": "hi",
+                                          "max_delay": "0"},
+                      *[{"email": "w%d@dst.test" % i} for i in range(3)])
+    assert code == 201, j
+    wait_until(lambda: len(d.events("transient")) >= 3, 10, what="3 deferrals")
+    rx.set(rcpt_reply=None)
+    code, j = d.api("POST", "/v1/campaigns/w/cancel")
+    assert code == 200 and j["recalled"] == 3, j
+    wait_until(lambda: d.api("GET", "/v1/campaigns/w")[1]["counts"]["cancelled"] == 3, 10,
+               what="3 recipients cancelled")
+    wait_until(lambda: d.api("GET", "/v1/queue")[1]["recipients"] == 0, 10,
+               what="the queue to empty")
+    assert rx.messages == []
+
+
 def test_transactional_message_structured_fields(sluiced, receiver):
     rx = receiver()
     d = sluiced(conf(rx))
