@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,10 +283,10 @@ read_headers(const struct qmsg *m, size_t *hlen)
 	char *buf, *end;
 	int fd;
 
-	if (!m->path || want == 0)
+	if (want == 0)
 		return NULL;
-	if ((fd = open(m->path, O_RDONLY | O_CLOEXEC)) < 0) {
-		log_warn("event=dsn_read id=%s path=%s", m->sm.id, m->path);
+	if ((fd = spool_open(&m->sm)) < 0) {
+		log_warn("event=dsn_read id=%s slot=%" PRIu32, m->sm.id, m->sm.slot);
 		return NULL;
 	}
 	buf = xmalloc(want + 1);

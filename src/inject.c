@@ -364,7 +364,7 @@ inject_work(void *arg)
 			in->env.flags |= MF_SIGNED;
 		}
 	}
-	int e = spool_write(c->spool, &in->env, iov, 3);
+	int e = spool_write(&in->env, iov, 3);
 	if (e != 0) {
 		log_warnx("event=spool-write-failed id=%s err=\"%s\"", in->env.id, strerror(e));
 		in->code = e == ENOSPC || e == EDQUOT ? 452 : 451;
@@ -426,7 +426,6 @@ inject_done(void *arg)
 		qm->sm = in->env;
 		memset(&in->env, 0, sizeof(in->env));
 		snprintf(in->env.id, sizeof(in->env.id), "%s", qm->sm.id);
-		qm->path = spool_path(conf->spool, qm->sm.id);
 		reception_event(&qm->sm);
 		atomic_fetch_add(&qstats.received, 1);
 		queue_add(qm);

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,10 +91,8 @@ qmsg_unref(struct qmsg *m)
 	pthread_mutex_unlock(&id_lock);
 	atomic_fetch_sub(&qstats.messages, 1);
 	pthread_mutex_destroy(&m->lock);
-	if (!m->packed) {
+	if (!m->packed)
 		spool_msg_free(&m->sm);
-		free(m->path);
-	}
 	free(m);
 }
 
@@ -152,7 +151,7 @@ qmsg_pack(struct qmsg *old)
 	    n * sizeof(struct spool_rcpt) + nm * sizeof(struct spool_meta);
 
 	sz += str_need(o->sender) + str_need(o->pool) + str_need(o->campaign) +
-	    str_need(o->envid) + str_need(old->path);
+	    str_need(o->envid);
 	for (size_t i = 0; i < nm; i++)
 		sz += key_need(o->meta[i].key) + str_need(o->meta[i].value);
 	for (size_t i = 0; i < n; i++)
@@ -182,7 +181,6 @@ qmsg_pack(struct qmsg *old)
 		rc[i].addr = str_put(&at, o->rcpts[i].addr);
 		rc[i].orcpt = str_put(&at, o->rcpts[i].orcpt);
 	}
-	m->path = str_put(&at, old->path);
 	atomic_init(&m->refs, atomic_load(&old->refs));
 	pthread_mutex_init(&m->lock, NULL);
 	m->deleted = old->deleted;
@@ -190,7 +188,6 @@ qmsg_pack(struct qmsg *old)
 
 	pthread_mutex_destroy(&old->lock);
 	spool_msg_free(&old->sm);
-	free(old->path);
 	free(old);
 	return m;
 }
@@ -387,11 +384,13 @@ finish(struct qrcpt *r, enum rcpt_state state)
 	pthread_mutex_lock(&m->lock);
 	struct spool_rcpt *sr = &m->sm.rcpts[r->idx];
 	sr->state = (uint8_t)state;
+	if (state == RS_DELETED)
+		campaign_note_outcome(&m->sm, (int)r->idx, RS_DELETED);
 	if (atomic_fetch_sub(&m->left, 1) == 1) {
-		if (spool_remove(m->path) < 0)
+		if (spool_remove(m->sm.slot) < 0)
 			log_warn("event=spool-remove-failed id=%s", m->sm.id);
 	} else
-		spool_record(m->path, (int)r->idx, state, sr->attempts, 0);
+		spool_record(&m->sm, (int)r->idx, state, sr->attempts, 0);
 	pthread_mutex_unlock(&m->lock);
 	atomic_fetch_sub(&qstats.recipients, 1);
 	qmsg_unref(m);          /* r is part of m */
@@ -449,6 +448,44 @@ queue_delete(const char *id)
 	return 0;
 }
 
+/* Recipients of deleted messages in this worker's timer heap are dropped. */
+static void
+sched_purge_deleted(void *arg)
+{
+	struct sched *s = worker_self()->sched;
+
+	(void)arg;
+	for (uint32_t i = 0; i < s->n;) {
+		if (s->heap[i]->msg->deleted) {
+			finish(heap_remove(s, i), RS_DELETED);
+			continue;
+		}
+		i++;
+	}
+	sched_arm(s);
+}
+
+long
+queue_delete_where(bool (*match)(const struct spool_msg *sm, void *arg), void *arg)
+{
+	long n = 0;
+
+	pthread_mutex_lock(&id_lock);
+	for (unsigned b = 0; id_hash != NULL && b < ID_BUCKETS; b++)
+		for (struct qmsg *m = id_hash[b]; m != NULL; m = m->hnext)
+			if (!m->deleted && match(&m->sm, arg)) {
+				m->deleted = true;
+				n++;
+			}
+	pthread_mutex_unlock(&id_lock);
+	/* one pass over each timer heap for all of them; the ones in lanes
+	 * are dropped as they come up */
+	if (n > 0)
+		for (int i = 0; i < nworkers; i++)
+			worker_post(workers[i], sched_purge_deleted, NULL);
+	return n;
+}
+
 void
 queue_add(struct qmsg *m)
 {
@@ -462,7 +499,7 @@ queue_add(struct qmsg *m)
 	atomic_store(&m->left, left);
 	atomic_fetch_add(&qstats.messages, 1);
 	if (left == 0) {
-		spool_remove(m->path);
+		spool_remove(m->sm.slot);
 		qmsg_unref(m);
 		return;
 	}
@@ -525,17 +562,18 @@ load_flush(struct load_state *ls, int w)
 }
 
 static void
-load_one(const char *path, void *arg)
+load_one(uint32_t slot, int fd, void *arg)
 {
 	struct load_state *ls = arg;
 	struct qmsg *m = qmsg_new();
-	char err[256];
+	char err[256], path[PATH_MAX];
 
-	int rc = spool_load(path, &m->sm, err, sizeof(err));
+	int rc = spool_load_fd(fd, &m->sm, err, sizeof(err));
 	if (rc < 0) {
+		spool_file(slot, path, sizeof(path));
 		if (rc == -1) {
 			log_warnx("event=spool-discard path=%s reason=\"%s\"", path, err);
-			spool_remove(path);
+			spool_remove(slot);
 		} else
 			log_warnx("event=spool-unreadable path=%s reason=\"%s\" msg=\"kept; will be loaded at the next start\"", path, err);
 		ls->bad++;
@@ -543,7 +581,7 @@ load_one(const char *path, void *arg)
 		free(m);
 		return;
 	}
-	m->path = xstrdup(path);
+	m->sm.slot = slot;
 	campaign_note_spooled(&m->sm);
 	/* packed here, so the loose copy is freed before the next file is
 	 * read: the scan outruns the workers, and a million loose envelopes
@@ -559,12 +597,12 @@ load_one(const char *path, void *arg)
 }
 
 long
-queue_load_spool(const char *dir)
+queue_load_spool(void)
 {
 	struct load_state ls = { 0 };
 
 	ls.batch = xcalloc((size_t)nworkers, sizeof(*ls.batch));
-	spool_scan(dir, load_one, &ls);
+	spool_scan(load_one, &ls);
 	for (int w = 0; w < nworkers; w++)
 		load_flush(&ls, w);
 	free(ls.batch);
@@ -960,7 +998,7 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 	atomic_fetch_add(&qstats.transient, 1);
 	pthread_mutex_lock(&m->lock);
 	sr->next_ms = next;
-	spool_record(m->path, (int)r->idx, RS_QUEUED, attempt, next);
+	spool_record(&m->sm, (int)r->idx, RS_QUEUED, attempt, next);
 	pthread_mutex_unlock(&m->lock);
 	sched_at(r, next);
 }

@@ -24,7 +24,7 @@ struct site_limits;
 /*
  * Memory: once queued (queue_add), a message is one allocation: the qmsg,
  * then its qrcpts (one per recipient), then the envelope's arrays and
- * strings (sm.rcpts, sm.meta, addresses, path ...). Its members must not be
+ * strings (sm.rcpts, sm.meta, addresses ...). Its members must not be
  * freed or replaced one by one after queue_add; scalars (a recipient's
  * state, attempts, next_ms) change in place under lock. A qrcpt is never
  * freed on its own: letting go of one is qmsg_unref(r->msg) (or
@@ -32,7 +32,6 @@ struct site_limits;
  */
 struct qmsg {
 	struct spool_msg sm;           /* envelope, recipients' stored state */
-	char *path;                    /* spool file */
 	atomic_int refs;               /* qrcpts alive + temporary holders */
 	atomic_int left;               /* recipients not finished */
 	pthread_mutex_t lock;          /* sm.rcpts[] updates, status records */
@@ -84,7 +83,7 @@ struct qmsg *qmsg_new(void);          /* zeroed, refs = 1 (the caller's) */
 void qmsg_unref(struct qmsg *m);
 
 /* Scan the spool at startup and queue everything, spread over the workers. */
-long queue_load_spool(const char *dir);
+long queue_load_spool(void);
 
 /* Per-worker timer heap. */
 void sched_init(struct worker *w);
@@ -122,6 +121,9 @@ extern struct queue_stats qstats;
 struct qmsg *queue_find(const char *id);
 /* Delete a message: its recipients are dropped (no DSN) as they surface. */
 int queue_delete(const char *id);
+/* Delete every queued message match() accepts (control thread; match runs
+ * under the queue's index lock). Returns how many. */
+long queue_delete_where(bool (*match)(const struct spool_msg *sm, void *arg), void *arg);
 
 /* Let r go from memory only (shutdown): the spool still has it. */
 void queue_forget(struct qrcpt *r);

@@ -347,7 +347,7 @@ main(int argc, char **argv)
 	workers_start(n, worker_init, worker_fini);
 	/* the spool is scanned before anything new can arrive, so nothing is
 	 * queued twice; the listeners' backlogs hold clients meanwhile */
-	queue_load_spool(c->spool);
+	queue_load_spool();
 	campaign_start();
 	control_reload_fn = reload_from_control;
 	if (control_start(c, err, sizeof(err)) < 0)

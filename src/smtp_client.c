@@ -688,7 +688,7 @@ txn_begin(struct smtp_conn *c, struct txn *t)
 		txn_end(c, false);
 		return true;
 	}
-	c->body_fd = open(t->msg->path, O_RDONLY | O_CLOEXEC);
+	c->body_fd = spool_open(sm);
 	if (c->body_fd < 0) {
 		smtp_reply_set(&why, 451, "4.3.0", "cannot read the queued message: %s",
 		    strerror(errno));

@@ -9,23 +9,24 @@
  * Values are percent-encoded (bytes <= 0x20, '%' and 0x7f), so every field
  * is one token. Version 1 files (no checksum, "END\n") are still read.
  *
- * Writing a new file: q/XX/t.ID created O_EXCL, one writev, fdatasync,
- * checked close, rename to q/XX/ID, fsync of q/XX (its descriptor is kept
- * open). Writing into a recycled file q/XX/f.SEQ: one writev, ftruncate if
- * the length differs, fdatasync, checked close, rename to q/XX/ID without
- * the directory fsync. The fdatasync is the commit: the inode is already
- * durable under one name or the other, and the scan takes an f.* file whose
- * content checks out as the message it is. A file without a valid END line
- * right after the body is partial: never delivered; t.* files are removed
- * at scan.
+ * Files are slots: q/XX/N, N a decimal slot number, XX its bucket (N mod
+ * 1024 in base32). A slot's name never changes; what it holds is told by
+ * its content. "SLUICE" at its start and a matching END checksum: a
+ * message. Anything else ("XLUICE", empty, a torn rewrite): a spare, the
+ * next message's file.
  *
- * Recycling: a finished message's file is marked ("SLUICE" -> "XLUICE"),
- * renamed to q/XX/f.SEQ and reused by the next message of that bucket,
- * instead of unlink + create. Creating inodes at thousands per second is
- * the most expensive thing ext4 does here (without a journal it scans for
- * recently deleted inodes on every create); a rename within one directory
- * allocates nothing, and the rewrite in place saves the directory fsync:
- * one disk flush per message instead of two.
+ * Writing into a spare: one writev, ftruncate if the length differs,
+ * fdatasync, checked close. The fdatasync is the commit: the file's name is
+ * already durable, and the checksum tells a complete rewrite from a torn
+ * one. Writing a new slot (no spare left): created O_EXCL, one writev,
+ * fdatasync, checked close, fsync of q/XX (its descriptor is kept open).
+ * Finishing a message: its first byte turns "SLUICE" into "XLUICE" and the
+ * slot goes on the spare list.
+ *
+ * Why slots: creating, renaming and unlinking inodes at thousands per
+ * second is the most expensive thing ext4 does for a spool (without a
+ * journal it scans for recently deleted inodes on every create); a slot
+ * costs an open, a write and one disk flush per message, nothing else.
  */
 #include "config.h"
 
@@ -49,66 +50,45 @@
 #define NBUCKETS 1024
 static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/* Directory descriptors of q/XX, for the fsync after rename. */
+/* Directory descriptors of q/XX: every file operation is relative to one. */
 static int bucket_fd[NBUCKETS];
 static char *spool_dir;
 
-/* Recycled files per bucket, by sequence number (q/XX/f.SEQ). */
-#define FREE_PER_BUCKET 8
-static pthread_mutex_t free_lock = PTHREAD_MUTEX_INITIALIZER;
-struct free_slot { uint64_t seq; off_t size; };
-static struct free_slot free_slots[NBUCKETS][FREE_PER_BUCKET];
-static uint8_t nfree[NBUCKETS];
-static _Atomic uint64_t seq_next;
+/* Spare slots, most recently finished on top (their pages are the ones
+ * still in the page cache). Beyond MAX_SPARES a finished file is unlinked. */
+#define MAX_SPARES 8192
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+struct spare { uint32_t slot; off_t size; };
+static struct spare spares[MAX_SPARES];
+static int nspares;
+static _Atomic uint32_t slot_next;   /* next new slot number */
 
 static bool
-free_pop(int b, struct free_slot *slot)
+spare_pop(struct spare *sp)
 {
 	bool ok = false;
 
-	pthread_mutex_lock(&free_lock);
-	if (nfree[b] > 0) {
-		*slot = free_slots[b][--nfree[b]];
+	pthread_mutex_lock(&spare_lock);
+	if (nspares > 0) {
+		*sp = spares[--nspares];
 		ok = true;
 	}
-	pthread_mutex_unlock(&free_lock);
+	pthread_mutex_unlock(&spare_lock);
 	return ok;
 }
 
 static bool
-free_push(int b, uint64_t seq, off_t size)
+spare_push(uint32_t slot, off_t size)
 {
 	bool ok = false;
 
-	pthread_mutex_lock(&free_lock);
-	if (nfree[b] < FREE_PER_BUCKET) {
-		free_slots[b][nfree[b]++] = (struct free_slot){ seq, size };
+	pthread_mutex_lock(&spare_lock);
+	if (nspares < MAX_SPARES) {
+		spares[nspares++] = (struct spare){ slot, size };
 		ok = true;
 	}
-	pthread_mutex_unlock(&free_lock);
+	pthread_mutex_unlock(&spare_lock);
 	return ok;
-}
-
-static bool
-is_spool_dir(const char *dir)
-{
-	return spool_dir != NULL && strcmp(spool_dir, dir) == 0;
-}
-
-static int
-b32val(char c)
-{
-	const char *p = strchr(b32, c);
-	return p && c ? (int)(p - b32) : 0;
-}
-
-static int
-bucket_of(const char *id)
-{
-	size_t n = strlen(id);
-	if (n < 2)
-		return 0;
-	return b32val(id[n - 2]) * 32 + b32val(id[n - 1]);
 }
 
 static void
@@ -117,6 +97,14 @@ bucket_name(int b, char out[3])
 	out[0] = b32[b / 32];
 	out[1] = b32[b % 32];
 	out[2] = '\0';
+}
+
+/* A slot's directory descriptor and its name in it. */
+static int
+slot_at(uint32_t slot, char name[12])
+{
+	snprintf(name, 12, "%" PRIu32, slot);
+	return bucket_fd[slot % NBUCKETS];
 }
 
 static int
@@ -131,6 +119,7 @@ int
 spool_init(const char *dir, char *err, size_t errlen)
 {
 	char path[PATH_MAX], b[3];
+	int fds[NBUCKETS];
 
 	if (mkdir_p(dir, 0750) < 0) {
 		snprintf(err, errlen, "cannot create spool %s: %s", dir, strerror(errno));
@@ -145,41 +134,50 @@ spool_init(const char *dir, char *err, size_t errlen)
 	for (int i = 0; i < NBUCKETS; i++) {
 		bucket_name(i, b);
 		snprintf(path, sizeof(path), "%s/q/%s", dir, b);
-		if (mkdir_p(path, 0750) < 0)
+		if (mkdir_p(path, 0750) < 0 ||
+		    (fds[i] = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+			int e = errno;
+			while (--i >= 0)
+				close(fds[i]);
+			errno = e;
 			goto fail;
-		if (spool_dir == NULL || strcmp(spool_dir, dir) != 0) {
-			int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			if (fd < 0)
-				goto fail;
-			if (bucket_fd[i] > 0)
-				close(bucket_fd[i]);
-			bucket_fd[i] = fd;
 		}
 	}
-	if (!is_spool_dir(dir)) {
-		pthread_mutex_lock(&free_lock);
-		memset(nfree, 0, sizeof(nfree));
-		pthread_mutex_unlock(&free_lock);
+	for (int i = 0; i < NBUCKETS; i++) {
+		if (bucket_fd[i] > 0)
+			close(bucket_fd[i]);
+		bucket_fd[i] = fds[i];
 	}
+	pthread_mutex_lock(&spare_lock);
+	nspares = 0;            /* spool_scan finds this spool's spares */
+	pthread_mutex_unlock(&spare_lock);
+	atomic_store(&slot_next, 0);
 	free(spool_dir);
 	spool_dir = xstrdup(dir);
-	if (atomic_load(&seq_next) == 0)
-		atomic_store(&seq_next, (uint64_t)now_ms() * 1000);
 	return 0;
 fail:
 	snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
 	return -1;
 }
 
-char *
-spool_path(const char *dir, const char *id)
+const char *
+spool_file(uint32_t slot, char *buf, size_t len)
 {
 	char b[3];
 
-	bucket_name(bucket_of(id), b);
-	return xasprintf("%s/q/%s/%s", dir, b, id);
+	bucket_name((int)(slot % NBUCKETS), b);
+	snprintf(buf, len, "%s/q/%s/%" PRIu32, spool_dir ? spool_dir : "?", b, slot);
+	return buf;
 }
 
+int
+spool_open(const struct spool_msg *m)
+{
+	char name[12];
+	int dfd = slot_at(m->slot, name);
+
+	return openat(dfd, name, O_RDONLY | O_CLOEXEC);
+}
 
 /* Percent-encoding of one value. */
 static void
@@ -332,42 +330,43 @@ spool_crc32c(uint32_t crc, const void *buf, size_t len)
 
 #define END_LINE_LEN 13             /* "END xxxxxxxx\n" */
 
-static int
-sync_dir_of(const char *dir, const char *final, int bucket)
+/*
+ * The length of a message's file: padded with newlines after the END line
+ * (status records skip empty lines) to the spare's length when it is a
+ * little longer, so the rewrite changes no metadata and fdatasync writes
+ * the data blocks alone; otherwise to a whole page, so that later messages
+ * of about the same size fit. Every byte of an old message is overwritten
+ * or cut off: its status records must never apply to the new one.
+ */
+#define PAD_MAX 65536
+static const char padding[4096] = { [0 ... 4095] = '\n' };
+
+static off_t
+file_length(off_t need, off_t spare_size)
 {
-	if (is_spool_dir(dir) && bucket_fd[bucket] > 0)
-		return fsync(bucket_fd[bucket]) < 0 ? errno : 0;
-	char *slash = strrchr(final, '/');
-	int e = 0;
-	*slash = '\0';
-	int dfd = open(final, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	*slash = '/';
-	if (dfd < 0 || fsync(dfd) < 0)
-		e = errno;
-	if (dfd >= 0)
-		close(dfd);
-	return e;
+	if (spare_size >= need && spare_size - need <= PAD_MAX)
+		return spare_size;
+	return (need + (off_t)sizeof(padding) - 1) / (off_t)sizeof(padding) * (off_t)sizeof(padding);
 }
 
 /*
- * Two ways in. A recycled file of the bucket is rewritten in place and
- * fdatasync'd: that is the commit (the checksum makes its content
- * self-validating, and the inode's name is already durable), so it is then
- * renamed to the id without a directory fsync; if that rename is lost in a
- * crash, the scan finds the message in the f.* file by its content. A new
- * file is created as t.ID, fdatasync'd, renamed and the directory fsync'd.
+ * Two ways in. A spare slot is rewritten in place and fdatasync'd: that is
+ * the commit (the checksum makes its content self-validating, and its name
+ * is already durable). Without a spare, a new slot is created, written,
+ * fdatasync'd and its directory fsync'd.
  */
 int
-spool_write(const char *dir, struct spool_msg *m, const struct iovec *iov, int iovcnt)
+spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt)
 {
-	char tmp[PATH_MAX], b[3], endl[END_LINE_LEN + 1];
-	char *final = NULL, *hdr;
+	char name[12], endl[END_LINE_LEN + 1];
+	char *hdr;
 	size_t hlen, total = 0;
-	int fd = -1, e = 0;
-	int bucket = bucket_of(m->id);
-	struct free_slot slot = { 0, 0 };
+	int fd = -1, dfd = -1, e = 0;
+	struct spare sp = { 0, 0 };
 	bool reused = false;
 
+	if (spool_dir == NULL)
+		return EINVAL;
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
 	m->body_len = total;
@@ -377,31 +376,38 @@ spool_write(const char *dir, struct spool_msg *m, const struct iovec *iov, int i
 	for (int i = 0; i < iovcnt; i++)
 		crc = spool_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
 	snprintf(endl, sizeof(endl), "END %08" PRIx32 "\n", crc);
-	off_t flen = (off_t)(hlen + total + END_LINE_LEN);
+	off_t need = (off_t)(hlen + total + END_LINE_LEN), flen;
 
-	bucket_name(bucket, b);
-	if (is_spool_dir(dir) && free_pop(bucket, &slot)) {
-		snprintf(tmp, sizeof(tmp), "%s/q/%s/f.%" PRIu64, dir, b, slot.seq);
-		fd = open(tmp, O_WRONLY | O_CLOEXEC);
+	while (fd < 0 && spare_pop(&sp)) {
+		m->slot = sp.slot;
+		dfd = slot_at(sp.slot, name);
+		fd = openat(dfd, name, O_WRONLY | O_CLOEXEC);
 		reused = fd >= 0;
 	}
-	if (fd < 0) {
-		snprintf(tmp, sizeof(tmp), "%s/q/%s/t.%s", dir, b, m->id);
-		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	}
-	if (fd < 0) {
-		e = errno;
-		free(hdr);
-		return e;
+	flen = file_length(need, reused ? sp.size : -1);
+	while (fd < 0) {
+		m->slot = atomic_fetch_add(&slot_next, 1);
+		dfd = slot_at(m->slot, name);
+		fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST) {
+			e = errno;
+			free(hdr);
+			return e;
+		}
 	}
 	/* header, body pieces, end line: writev in slices of IOV_MAX */
-	struct iovec *v = xmalloc(sizeof(*v) * (size_t)(iovcnt + 2));
+	size_t pad = (size_t)(flen - need);
+	struct iovec *v = xmalloc(sizeof(*v) * (size_t)(iovcnt + 2) + sizeof(*v) * (pad / sizeof(padding) + 1));
 	int nv = 0;
 	v[nv++] = (struct iovec){ hdr, hlen };
 	for (int i = 0; i < iovcnt; i++)
 		if (iov[i].iov_len)
 			v[nv++] = iov[i];
 	v[nv++] = (struct iovec){ endl, END_LINE_LEN };
+	for (size_t n; pad > 0; pad -= n) {
+		n = MIN(pad, sizeof(padding));
+		v[nv++] = (struct iovec){ (void *)padding, n };
+	}
 	int at = 0;
 	while (at < nv) {
 		int cnt = MIN(nv - at, IOV_MAX);
@@ -426,27 +432,17 @@ spool_write(const char *dir, struct spool_msg *m, const struct iovec *iov, int i
 	}
 	free(v);
 	free(hdr);
-	/* a recycled file of another length: cut (or extend) it to this one;
-	 * the same length leaves the inode alone, so fdatasync writes data only */
-	if (e == 0 && reused && slot.size != flen && ftruncate(fd, flen) < 0)
+	/* a spare much longer than this message: cut it */
+	if (e == 0 && reused && sp.size > flen && ftruncate(fd, flen) < 0)
 		e = errno;
 	if (e == 0 && fdatasync(fd) < 0)
 		e = errno;
 	if (close(fd) < 0 && e == 0)
 		e = errno;
-	if (e == 0) {
-		final = spool_path(dir, m->id);
-		if (rename(tmp, final) < 0)
-			e = errno;
-	}
-	if (e == 0 && !reused) {
-		e = sync_dir_of(dir, final, bucket);
-		if (e != 0)
-			unlink(final);
-	}
+	if (e == 0 && !reused && fsync(dfd) < 0)
+		e = errno;
 	if (e != 0)
-		unlink(tmp);
-	free(final);
+		unlinkat(dfd, name, 0);     /* never a message the client was refused */
 	return e;
 }
 
@@ -553,6 +549,20 @@ int
 spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		memset(m, 0, sizeof(*m));
+		snprintf(err, errlen, "cannot open: %s", strerror(errno));
+		return -2;
+	}
+	int rc = spool_load_fd(fd, m, err, errlen);
+	close(fd);
+	return rc;
+}
+
+int
+spool_load_fd(int fd, struct spool_msg *m, char *err, size_t errlen)
+{
 	struct stat st;
 	char *buf = NULL, *hcopy = NULL, *t;
 	size_t cap = 0, have = 0, tlen;
@@ -560,10 +570,6 @@ spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen)
 	int rc = -1, version;
 
 	memset(m, 0, sizeof(*m));
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot open: %s", strerror(errno));
-		return -2;
-	}
 	if (fstat(fd, &st) < 0) {
 		snprintf(err, errlen, "cannot stat: %s", strerror(errno));
 		rc = -2;
@@ -677,7 +683,6 @@ out:
 		spool_msg_free(m);
 	free(hcopy);
 	free(buf);
-	close(fd);
 	return rc;
 }
 
@@ -702,11 +707,12 @@ spool_msg_free(struct spool_msg *m)
 }
 
 int
-spool_record(const char *path, int idx, enum rcpt_state state, int attempts, int64_t next_ms)
+spool_record(const struct spool_msg *m, int idx, enum rcpt_state state, int attempts,
+    int64_t next_ms)
 {
-	char rec[96];
+	char rec[96], name[12];
 	int n = snprintf(rec, sizeof(rec), "S %d %d %d %" PRId64 "\n", idx, (int)state, attempts, next_ms);
-	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	int fd = spool_dir ? openat(slot_at(m->slot, name), name, O_WRONLY | O_APPEND | O_CLOEXEC) : -1;
 
 	if (fd < 0)
 		return -1;
@@ -716,130 +722,134 @@ spool_record(const char *path, int idx, enum rcpt_state state, int attempts, int
 }
 
 /*
- * Mark a file as no message: its first byte turns "SLUICE" into "XLUICE".
- * A recycled file is recognised by its name while sluiced runs and by its
- * content at startup (the rename to f.* may be lost in a crash, and an f.*
- * file may hold a message whose rename to its id was lost).
+ * A finished message: its first byte turns "SLUICE" into "XLUICE" (not a
+ * message, now and after a restart) and the slot is kept as a spare.
  */
-static int
-clobber(const char *path, off_t *size)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	struct stat st;
-	int rc = 0;
-
-	if (fd < 0)
-		return -1;
-	if (pwrite(fd, "X", 1, 0) != 1 || fstat(fd, &st) < 0)
-		rc = -1;
-	else
-		*size = st.st_size;
-	close(fd);
-	return rc;
-}
-
 int
-spool_remove(const char *path)
+spool_remove(uint32_t slot)
 {
-	size_t n = spool_dir ? strlen(spool_dir) : 0;
-	off_t size = 0;
+	char name[12];
+	struct stat st;
 
-	/* DIR/q/XX/ID of the running spool: keep the file for the next message */
-	if (n && strncmp(path, spool_dir, n) == 0 && strncmp(path + n, "/q/", 3) == 0 &&
-	    strlen(path + n + 3) > 3 && path[n + 5] == '/' && strchr(path + n + 6, '/') == NULL) {
-		const char *bk = path + n + 3;
-		int bucket = b32val(bk[0]) * 32 + b32val(bk[1]);
-		uint64_t seq = atomic_fetch_add(&seq_next, 1);
-		char dst[PATH_MAX];
-		snprintf(dst, sizeof(dst), "%.*sf.%" PRIu64, (int)(n + 6), path, seq);
-		if (clobber(path, &size) < 0) {
-			if (errno == ENOENT)
-				return 0;
-		} else if (rename(path, dst) == 0) {
-			if (free_push(bucket, seq, size))
-				return 0;
-			path = dst;     /* enough spares here: really remove it */
-		} else if (errno == ENOENT)
-			return 0;
-	}
-	return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+	if (spool_dir == NULL)
+		return -1;
+	int dfd = slot_at(slot, name);
+	int fd = openat(dfd, name, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	bool marked = pwrite(fd, "X", 1, 0) == 1 && fstat(fd, &st) == 0;
+	close(fd);
+	if (marked && spare_push(slot, st.st_size))
+		return 0;
+	return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -1 : 0;
 }
 
-/*
- * An f.* file at startup: "SLUICE 2" at its start means it may hold a
- * message (a recycled file rewritten, whose rename to the id was lost):
- * the loader decides by the checksum. Anything else is a spare.
- */
+/* One slot file at startup: a message for cb, or a spare. */
 static bool
-spare_may_hold_message(const char *path, off_t *size)
+scan_slot(int dfd, const char *name, uint32_t slot, void (*cb)(uint32_t, int, void *),
+    void *arg)
 {
-	char head[9];
+	char head[6];
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	bool msg = false;
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
 
-	*size = 0;
-	if (fd < 0)
+	if (fd < 0) {
+		log_warn("event=spool-unreadable slot=%" PRIu32, slot);
 		return false;
-	if (fstat(fd, &st) == 0)
-		*size = st.st_size;
+	}
 	if (pread(fd, head, sizeof(head), 0) == (ssize_t)sizeof(head) &&
-	    memcmp(head, "SLUICE 2\n", sizeof(head)) == 0)
+	    memcmp(head, "SLUICE", sizeof(head)) == 0) {
+		cb(slot, fd, arg);
 		msg = true;
+	} else if (fstat(fd, &st) < 0 || !spare_push(slot, st.st_size))
+		unlinkat(dfd, name, 0);
 	close(fd);
 	return msg;
 }
 
+static bool
+slot_name(const char *name, uint32_t *slot)
+{
+	char *end;
+
+	if (*name < '0' || *name > '9')
+		return false;
+	errno = 0;
+	unsigned long v = strtoul(name, &end, 10);
+	if (*end != '\0' || errno != 0 || v > UINT32_MAX || (name[0] == '0' && name[1] != '\0'))
+		return false;
+	*slot = (uint32_t)v;
+	return true;
+}
+
 long
-spool_scan(const char *dir, void (*cb)(const char *path, void *arg), void *arg)
+spool_scan(void (*cb)(uint32_t slot, int fd, void *arg), void *arg)
 {
 	char path[PATH_MAX], b[3];
+	uint32_t next = 0, legacy_k = 1u << 20;
 	long n = 0;
 	DIR *d;
 	struct dirent *de;
 
-	snprintf(path, sizeof(path), "%s/tmp", dir);
+	if (spool_dir == NULL)
+		return 0;
+	snprintf(path, sizeof(path), "%s/tmp", spool_dir);
 	if ((d = opendir(path)) != NULL) {
 		while ((de = readdir(d)) != NULL) {
 			if (de->d_name[0] == '.')
 				continue;
-			snprintf(path, sizeof(path), "%s/tmp/%s", dir, de->d_name);
+			snprintf(path, sizeof(path), "%s/tmp/%s", spool_dir, de->d_name);
 			if (unlink(path) == 0)
 				log_info("event=spool-partial-removed path=%s", path);
 		}
 		closedir(d);
 	}
 	for (int i = 0; i < NBUCKETS; i++) {
+		char **legacy = NULL;
+		size_t nlegacy = 0;
+		uint32_t slot;
+
 		bucket_name(i, b);
-		snprintf(path, sizeof(path), "%s/q/%s", dir, b);
+		snprintf(path, sizeof(path), "%s/q/%s", spool_dir, b);
 		if ((d = opendir(path)) == NULL)
 			continue;
 		while ((de = readdir(d)) != NULL) {
 			if (de->d_name[0] == '.')
 				continue;
-			snprintf(path, sizeof(path), "%s/q/%s/%s", dir, b, de->d_name);
-			if (strncmp(de->d_name, "t.", 2) == 0) {
-				/* a write cut short by a crash */
-				if (unlink(path) == 0)
-					log_info("event=spool-partial-removed path=%s", path);
-				continue;
+			if (slot_name(de->d_name, &slot) && slot % NBUCKETS == (uint32_t)i) {
+				next = MAX(next, slot + 1);
+				n += scan_slot(bucket_fd[i], de->d_name, slot, cb, arg);
+			} else if (strncmp(de->d_name, "t.", 2) == 0) {
+				/* an older sluice's write cut short by a crash */
+				if (unlinkat(bucket_fd[i], de->d_name, 0) == 0)
+					log_info("event=spool-partial-removed path=%s/%s", path, de->d_name);
+			} else {
+				/* an older sluice's q/XX/ID or f.SEQ: renamed to a slot
+				 * once readdir is done with this directory */
+				legacy = xrealloc(legacy, sizeof(*legacy) * (nlegacy + 1));
+				legacy[nlegacy++] = xstrdup(de->d_name);
 			}
-			if (strncmp(de->d_name, "f.", 2) == 0) {
-				uint64_t seq = strtoull(de->d_name + 2, NULL, 10);
-				off_t size;
-				if (seq >= atomic_load(&seq_next))
-					atomic_store(&seq_next, seq + 1);
-				if (!spare_may_hold_message(path, &size)) {
-					if (!is_spool_dir(dir) || !free_push(i, seq, size))
-						unlink(path);
-					continue;
-				}
-			}
-			cb(path, arg);
-			n++;
 		}
 		closedir(d);
+		for (size_t k = 0; k < nlegacy; k++) {
+			char name[12];
+			int r;
+			do {
+				slot = (uint32_t)i + NBUCKETS * legacy_k++;
+				snprintf(name, sizeof(name), "%" PRIu32, slot);
+				r = renameat2(bucket_fd[i], legacy[k], bucket_fd[i], name, RENAME_NOREPLACE);
+			} while (r < 0 && errno == EEXIST);
+			if (r == 0) {
+				next = MAX(next, slot + 1);
+				n += scan_slot(bucket_fd[i], name, slot, cb, arg);
+			} else
+				log_warn("event=spool-rename-failed path=%s/%s", path, legacy[k]);
+			free(legacy[k]);
+		}
+		free(legacy);
 	}
+	atomic_store(&slot_next, MAX(next, atomic_load(&slot_next)));
 	return n;
 }
 

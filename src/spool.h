@@ -1,12 +1,13 @@
 /*
- * spool: one file per message. A new file is created as q/XX/t.ID, written,
- * fdatasync'd, renamed to q/XX/ID and the directory fsync'd; a recycled
- * file (q/XX/f.SEQ, a finished message's) is rewritten in place and
- * fdatasync'd, which is its commit: the END line carries a CRC-32C of
- * envelope and message, so a torn rewrite is never taken for a message.
+ * spool: one file per message, in slots. A slot is a file q/XX/N that
+ * keeps its name for ever; a message is written into a spare slot in place
+ * and fdatasync'd, which is its commit: the END line carries a CRC-32C of
+ * envelope and message, so a torn rewrite is never taken for a message. A
+ * new slot (no spare left) is created and its directory fsync'd too.
  * After the END line, per-recipient status records are appended (not
  * fsync'd: losing one can only cause the documented duplicate delivery).
- * The layout is described in queue/README.
+ * A finished message's first byte is overwritten ("XLUICE") and its slot
+ * becomes a spare. The layout is described in queue/README.
  *
  * The body is stored in wire form: CRLF line ends, dot-stuffed, without the
  * final ".\r\n", so delivery sends it as is (sendfile) and adds ".\r\n".
@@ -59,51 +60,63 @@ struct spool_msg {
 	char *pool, *campaign, *envid;  /* may be NULL */
 	struct spool_meta *meta; int nmeta;
 	struct spool_rcpt *rcpts; int nrcpt;
+	uint32_t slot;                  /* its file; set by spool_write / spool_scan */
 	off_t body_off;                 /* set by spool_write / spool_load */
 	size_t body_len;
 };
 
-/* Create spool/tmp and spool/q/XX. Returns 0 or -1 with a message in err. */
+/*
+ * Open the spool: create DIR/tmp and DIR/q/XX and keep a descriptor of each
+ * q/XX. One spool per process; calling it again switches to another (unit
+ * tests). Returns 0 or -1 with a message in err.
+ */
 int spool_init(const char *dir, char *err, size_t errlen);
 
-/* Path of a message: DIR/q/XX/ID (malloc'd). */
-char *spool_path(const char *dir, const char *id);
+/* Path of a slot's file, DIR/q/XX/N, into buf (logs, tests). */
+const char *spool_file(uint32_t slot, char *buf, size_t len);
 
 /*
- * Write a message durably (blocking: call from a job thread). The body is
- * the concatenation of iov (wire form). Returns 0, or an errno value
- * (ENOSPC, EIO ...) after removing any partial file.
+ * Write a message durably into a slot (blocking: call from a job thread)
+ * and set m->slot. The body is the concatenation of iov (wire form).
+ * Returns 0, or an errno value (ENOSPC, EIO ...) after removing the file.
  */
-int spool_write(const char *dir, struct spool_msg *m, const struct iovec *iov, int iovcnt);
+int spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt);
 
 /* Serialise just the envelope header (unit tests, spool_write). malloc'd. */
 char *spool_format_header(const struct spool_msg *m, size_t *len);
+
+/* A read-only descriptor of m's file (delivery, DSNs), or -1 with errno. */
+int spool_open(const struct spool_msg *m);
 
 /*
  * Read a message's envelope and status records (not the body). Returns 0;
  * -1 with err set for a partial file (no END marker) or a corrupt one,
  * which may be removed; -2 for an I/O error (open, read), which must not.
+ * spool_load_fd reads an open file from its start (it does not close fd).
  */
 int spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen);
+int spool_load_fd(int fd, struct spool_msg *m, char *err, size_t errlen);
 void spool_msg_free(struct spool_msg *m);   /* frees members, not m */
 
-/* Append a status record for recipient idx (O_APPEND, one write). */
-int spool_record(const char *path, int idx, enum rcpt_state state, int attempts, int64_t next_ms);
+/* Append a status record for recipient idx of m (O_APPEND, one write). */
+int spool_record(const struct spool_msg *m, int idx, enum rcpt_state state, int attempts,
+    int64_t next_ms);
 
 /* CRC-32C (Castagnoli) of buf, continuing crc (0 to start). */
 uint32_t spool_crc32c(uint32_t crc, const void *buf, size_t len);
 
-/* Remove a finished message (its file is marked and kept for reuse). */
-int spool_remove(const char *path);
+/* Finish a slot's message: its file is marked and kept as a spare. */
+int spool_remove(uint32_t slot);
 
 /*
- * Walk the spool: cb(path, arg) for every queued file, and for every
- * recycled f.* file that starts with "SLUICE 2" (a message whose rename to
- * its id a crash lost, or a torn rewrite: spool_load tells them apart);
- * other f.* files go back on the spare list; t.* and tmp/ files are
- * removed. Returns the number of files handed to cb.
+ * Walk the spool at startup: cb(slot, fd, arg) for every file that starts
+ * with "SLUICE" (a message, or a torn rewrite: spool_load_fd tells them
+ * apart; fd is open for reading and closed after cb returns). Other slot
+ * files become spares; tmp/ is emptied; an older sluice's files (q/XX/ID,
+ * f.SEQ) are renamed to slots, t.* removed. Returns the number of files
+ * handed to cb.
  */
-long spool_scan(const char *dir, void (*cb)(const char *path, void *arg), void *arg);
+long spool_scan(void (*cb)(uint32_t slot, int fd, void *arg), void *arg);
 
 /* Dot-stuffing helpers (wire form). */
 /* Append src (raw lines, CRLF or bare LF) to dst in wire form: CRLF line

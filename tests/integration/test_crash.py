@@ -107,9 +107,15 @@ def test_kill9_during_injection(sluiced, receiver):
 
     # and after the restart the spool drains completely
     def spooled():
-        # f.* files are recycled spool files, not messages
-        return [f for f in glob.glob(os.path.join(d.spool, "q", "*", "*"))
-                if not os.path.basename(f).startswith("f.")]
+        # spool files are slots: a spare one starts with "XLUICE", a
+        # message with "SLUICE"
+        def is_message(f):
+            try:
+                with open(f, "rb") as fh:
+                    return fh.read(6) == b"SLUICE"
+            except FileNotFoundError:
+                return False
+        return [f for f in glob.glob(os.path.join(d.spool, "q", "*", "*")) if is_message(f)]
     deadline = time.time() + scaled(30)
     while spooled() and time.time() < deadline:
         time.sleep(0.2)

@@ -116,6 +116,31 @@ count_dir(const char *path)
 	return n;
 }
 
+/* A new file is padded with newlines after its END line to a whole page. */
+static void
+assert_padded(const char *file, size_t flen, size_t mlen, size_t want_len)
+{
+	assert_int_equal(flen, want_len);
+	assert_true(flen >= mlen);
+	for (size_t i = mlen; i < flen; i++)
+		assert_int_equal(file[i], '\n');
+}
+
+static size_t
+page_round(size_t n)
+{
+	return (n + 4095) / 4096 * 4096;
+}
+
+/* The path of a written message's slot file (malloc'd). */
+static char *
+file_of(const struct spool_msg *m)
+{
+	char buf[PATH_MAX];
+
+	return xstrdup(spool_file(m->slot, buf, sizeof(buf)));
+}
+
 /* A message with every envelope field, body from several iovecs. */
 static struct spool_meta full_meta[] = {
 	{ "foo", "a b%c\xe2\x82\xac\ttab" },
@@ -194,28 +219,26 @@ test_format_header(void **state)
 static void
 test_path(void **state)
 {
-	char *p;
+	char p[PATH_MAX], want[PATH_MAX];
 
 	(void)state;
-	p = spool_path("/var/spool/sluice", "0123456789ABCDEFGHJKMNPQEF");
-	assert_string_equal(p, "/var/spool/sluice/q/EF/0123456789ABCDEFGHJKMNPQEF");
-	free(p);
-	p = spool_path("d", "0000000000000000000000000000");
-	assert_string_equal(p, "d/q/00/0000000000000000000000000000");
-	free(p);
+	/* slot N lives in bucket N mod 1024 (two base32 digits) */
+	snprintf(want, sizeof(want), "%s/q/00/0", dir);
+	assert_string_equal(spool_file(0, p, sizeof(p)), want);
+	snprintf(want, sizeof(want), "%s/q/ZZ/1023", dir);
+	assert_string_equal(spool_file(1023, p, sizeof(p)), want);
+	snprintf(want, sizeof(want), "%s/q/01/1025", dir);
+	assert_string_equal(spool_file(1025, p, sizeof(p)), want);
 	/* the buckets exist after spool_init */
-	{
-		char b[PATH_MAX];
-		snprintf(b, sizeof(b), "%s/q/ZZ", dir);
-		assert_true(exists(b));
-		snprintf(b, sizeof(b), "%s/q/00", dir);
-		assert_true(exists(b));
-		snprintf(b, sizeof(b), "%s/tmp", dir);
-		assert_true(exists(b));
-		assert_int_equal(count_dir(b), 0);
-		snprintf(b, sizeof(b), "%s/q", dir);
-		assert_int_equal(count_dir(b), 1024);
-	}
+	snprintf(p, sizeof(p), "%s/q/ZZ", dir);
+	assert_true(exists(p));
+	snprintf(p, sizeof(p), "%s/q/00", dir);
+	assert_true(exists(p));
+	snprintf(p, sizeof(p), "%s/tmp", dir);
+	assert_true(exists(p));
+	assert_int_equal(count_dir(p), 0);
+	snprintf(p, sizeof(p), "%s/q", dir);
+	assert_int_equal(count_dir(p), 1024);
 }
 
 static void
@@ -231,16 +254,17 @@ test_round_trip(void **state)
 	full_msg(&m, iov);
 	for (int i = 0; i < 4; i++)
 		blen += iov[i].iov_len;
-	assert_int_equal(spool_write(dir, &m, iov, 4), 0);
+	assert_int_equal(spool_write(&m, iov, 4), 0);
 	assert_int_equal(m.body_len, blen);
-	path = spool_path(dir, m.id);
+	path = file_of(&m);
 	snprintf(tmpd, sizeof(tmpd), "%s/tmp", dir);
-	assert_int_equal(count_dir(tmpd), 0);     /* renamed away */
+	assert_int_equal(count_dir(tmpd), 0);
 
 	/* the file: header, the body bytes exactly as given, END and the
 	 * CRC-32C of everything before it */
 	file = slurp(path, &flen);
-	assert_int_equal(flen, (size_t)m.body_off + blen + 13);
+	size_t mlen = (size_t)m.body_off + blen + 13;
+	assert_padded(file, flen, mlen, page_round(mlen));
 	assert_memory_equal(file, "SLUICE 2\n", 9);
 	assert_memory_equal(file + m.body_off, body0, sizeof(body0) - 1);
 	assert_memory_equal(file + m.body_off + sizeof(body0) - 1, body2, sizeof(body2) - 1);
@@ -248,8 +272,8 @@ test_round_trip(void **state)
 	    body3, sizeof(body3) - 1);
 	{
 		char endl[16];
-		snprintf(endl, sizeof(endl), "END %08x\n", (unsigned)spool_crc32c(0, file, flen - 13));
-		assert_memory_equal(file + flen - 13, endl, 13);
+		snprintf(endl, sizeof(endl), "END %08x\n", (unsigned)spool_crc32c(0, file, mlen - 13));
+		assert_memory_equal(file + mlen - 13, endl, 13);
 	}
 	{
 		size_t hl;
@@ -310,8 +334,8 @@ test_null_sender_and_optional_fields(void **state)
 	m.sender = "";
 	m.rcpts = &r;
 	m.nrcpt = 1;
-	assert_int_equal(spool_write(dir, &m, &iov, 1), 0);
-	path = spool_path(dir, m.id);
+	assert_int_equal(spool_write(&m, &iov, 1), 0);
+	path = file_of(&m);
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_non_null(l.sender);
 	assert_string_equal(l.sender, "");
@@ -327,9 +351,9 @@ test_null_sender_and_optional_fields(void **state)
 
 	/* an empty body */
 	random_id(m.id);
-	assert_int_equal(spool_write(dir, &m, NULL, 0), 0);
+	assert_int_equal(spool_write(&m, NULL, 0), 0);
 	assert_int_equal(m.body_len, 0);
-	path = spool_path(dir, m.id);
+	path = file_of(&m);
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.body_len, 0);
 	spool_msg_free(&l);
@@ -371,17 +395,17 @@ test_large_header_and_many_iovecs(void **state)
 		iov[i].iov_len = (size_t)n;
 		wl += (size_t)n;
 	}
-	assert_int_equal(spool_write(dir, &m, iov, NV), 0);
+	assert_int_equal(spool_write(&m, iov, NV), 0);
 	assert_int_equal(m.body_len, wl);
 	assert_true(m.body_off > 16384 * 4);
-	path = spool_path(dir, m.id);
+	path = file_of(&m);
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.nrcpt, NR);
 	assert_string_equal(l.rcpts[NR - 1].addr, addrs[NR - 1]);
 	assert_string_equal(l.rcpts[1234].addr, addrs[1234]);
 	assert_int_equal(l.body_off, m.body_off);
 	file = slurp(path, &flen);
-	assert_int_equal(flen, (size_t)l.body_off + wl + 13);
+	assert_padded(file, flen, (size_t)l.body_off + wl + 13, page_round((size_t)l.body_off + wl + 13));
 	assert_memory_equal(file + l.body_off, want, wl);
 	free(file);
 	spool_msg_free(&l);
@@ -398,8 +422,8 @@ write_full(struct spool_msg *m)
 	struct iovec iov[4];
 
 	full_msg(m, iov);
-	assert_int_equal(spool_write(dir, m, iov, 4), 0);
-	return spool_path(dir, m->id);
+	assert_int_equal(spool_write(m, iov, 4), 0);
+	return file_of(m);
 }
 
 static void
@@ -410,12 +434,12 @@ test_status_records(void **state)
 
 	(void)state;
 	path = write_full(&m);
-	assert_int_equal(spool_record(path, 0, RS_DELIVERED, 1, 0), 0);
-	assert_int_equal(spool_record(path, 1, RS_QUEUED, 1, 1700000300000LL), 0);
-	assert_int_equal(spool_record(path, 1, RS_QUEUED, 2, 1700000900000LL), 0);
-	assert_int_equal(spool_record(path, 2, RS_BOUNCED, 1, 0), 0);
-	assert_int_equal(spool_record(path, 3, RS_QUEUED, 4, 1700001000000LL), 0);
-	assert_int_equal(spool_record(path, 3, RS_EXPIRED, 5, 0), 0);
+	assert_int_equal(spool_record(&m, 0, RS_DELIVERED, 1, 0), 0);
+	assert_int_equal(spool_record(&m, 1, RS_QUEUED, 1, 1700000300000LL), 0);
+	assert_int_equal(spool_record(&m, 1, RS_QUEUED, 2, 1700000900000LL), 0);
+	assert_int_equal(spool_record(&m, 2, RS_BOUNCED, 1, 0), 0);
+	assert_int_equal(spool_record(&m, 3, RS_QUEUED, 4, 1700001000000LL), 0);
+	assert_int_equal(spool_record(&m, 3, RS_EXPIRED, 5, 0), 0);
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.rcpts[0].state, RS_DELIVERED);
 	assert_int_equal(l.rcpts[0].attempts, 1);
@@ -447,7 +471,7 @@ test_status_records(void **state)
 
 	/* torn inside its last number: it has four fields but no end of line */
 	path = write_full(&m);
-	assert_int_equal(spool_record(path, 1, RS_QUEUED, 2, 1700000900000LL), 0);
+	assert_int_equal(spool_record(&m, 1, RS_QUEUED, 2, 1700000900000LL), 0);
 	append(path, "S 1 0 3 17");
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.rcpts[1].attempts, 2);
@@ -456,21 +480,23 @@ test_status_records(void **state)
 	/* the next record is appended right after the torn bytes: the glued
 	 * line "S 1 0 3 17S 1 1 4 0" is not a record (losing it can only cause
 	 * the documented duplicate delivery), and it must not apply "17" */
-	assert_int_equal(spool_record(path, 1, RS_DELIVERED, 4, 0), 0);
+	assert_int_equal(spool_record(&m, 1, RS_DELIVERED, 4, 0), 0);
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.rcpts[1].state, RS_QUEUED);
 	assert_int_equal(l.rcpts[1].attempts, 2);
 	assert_int_equal(l.rcpts[1].next_ms, 1700000900000LL);
 	spool_msg_free(&l);
 	/* and the records after it count again */
-	assert_int_equal(spool_record(path, 1, RS_DELIVERED, 5, 0), 0);
+	assert_int_equal(spool_record(&m, 1, RS_DELIVERED, 5, 0), 0);
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.rcpts[1].state, RS_DELIVERED);
 	assert_int_equal(l.rcpts[1].attempts, 5);
 	spool_msg_free(&l);
 	free(path);
 
-	assert_int_equal(spool_record("/nonexistent/dir/file", 0, RS_DELIVERED, 1, 0), -1);
+	/* a slot without a file */
+	m.slot = 999999;
+	assert_int_equal(spool_record(&m, 0, RS_DELIVERED, 1, 0), -1);
 }
 
 /* -1: partial or corrupt (may be removed); -2: an I/O error (must not be) */
@@ -505,6 +531,9 @@ test_partial_and_corrupt(void **state)
 	(void)state;
 	path = write_full(&m);
 	file = slurp(path, &flen);
+	/* the message alone, without the padding after its END line */
+	flen = (size_t)m.body_off + m.body_len + 13;
+	put_file(path, file, flen);
 
 	/* cut before the END line, or inside it */
 	assert_int_equal(truncate(path, (off_t)flen - 13), 0);
@@ -611,176 +640,217 @@ test_partial_and_corrupt(void **state)
 }
 
 struct seen {
-	char *paths[16];
+	uint32_t slots[16];
+	char ids[16][QID_LEN + 1];
 	int n;
 };
 
+/* The scan hands over open files: load each to see what it is. */
 static void
-scan_cb(const char *path, void *arg)
+scan_cb(uint32_t slot, int fd, void *arg)
 {
 	struct seen *s = arg;
+	struct spool_msg l;
+	char err[256];
 
 	assert_true(s->n < 16);
-	s->paths[s->n++] = xstrdup(path);
+	s->slots[s->n] = slot;
+	s->ids[s->n][0] = '\0';
+	if (spool_load_fd(fd, &l, err, sizeof(err)) == 0) {
+		snprintf(s->ids[s->n], sizeof(s->ids[0]), "%s", l.id);
+		spool_msg_free(&l);
+	}
+	s->n++;
 }
 
-static int
-cmp_str(const void *a, const void *b)
+static bool
+seen_slot(const struct seen *s, uint32_t slot)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	for (int i = 0; i < s->n; i++)
+		if (s->slots[i] == slot)
+			return true;
+	return false;
 }
 
 static void
 test_scan_and_remove(void **state)
 {
 	struct spool_msg m[3];
-	char *want[3], p[PATH_MAX];
+	char *want[3], p[PATH_MAX], err[256];
 	struct seen s = { .n = 0 };
 
 	(void)state;
 	for (int i = 0; i < 3; i++)
 		want[i] = write_full(&m[i]);
+	assert_true(m[0].slot != m[1].slot && m[1].slot != m[2].slot);
 	/* a partial file left in tmp/ by a crash */
 	snprintf(p, sizeof(p), "%s/tmp/%s", dir, "01234567890123456789ABCDEF");
 	put_file(p, "SLUICE 1\nid", 11);
-	assert_int_equal(spool_scan(dir, scan_cb, &s), 3);
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);     /* a restart */
+	assert_int_equal(spool_scan(scan_cb, &s), 3);
 	assert_false(exists(p));
 	assert_int_equal(s.n, 3);
-	qsort(s.paths, 3, sizeof(char *), cmp_str);
-	qsort(want, 3, sizeof(char *), cmp_str);
-	for (int i = 0; i < 3; i++) {
-		assert_string_equal(s.paths[i], want[i]);
-		free(s.paths[i]);
-	}
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++)
+			if (s.slots[j] == m[i].slot)
+				assert_string_equal(s.ids[j], m[i].id);
+	for (int i = 0; i < 3; i++)
+		assert_true(seen_slot(&s, m[i].slot));
 
-	/* removal */
-	assert_int_equal(spool_remove(want[1]), 0);
-	assert_false(exists(want[1]));
-	assert_int_equal(spool_remove(want[1]), 0);        /* already gone: fine */
-	snprintf(p, sizeof(p), "%s/q", dir);
-	assert_int_equal(spool_remove(p), -1);             /* a directory */
+	/* removal marks the file: it stays as a spare, no longer a message */
+	assert_int_equal(spool_remove(m[1].slot), 0);
+	assert_true(exists(want[1]));
+	load_fails(want[1], "not a sluice spool file (version 1 or 2)");
 	s.n = 0;
-	assert_int_equal(spool_scan(dir, scan_cb, &s), 2);
-	for (int i = 0; i < s.n; i++)
-		free(s.paths[i]);
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
+	assert_int_equal(spool_scan(scan_cb, &s), 2);
+	assert_false(seen_slot(&s, m[1].slot));
+	/* a slot whose file is gone: nothing to do */
+	assert_int_equal(spool_remove(4000000), 0);
 	for (int i = 0; i < 3; i++)
 		free(want[i]);
-
-	/* a directory that is not a spool */
-	s.n = 0;
-	assert_int_equal(spool_scan("/nonexistent/spool", scan_cb, &s), 0);
-	assert_int_equal(s.n, 0);
-}
-
-static ino_t
-inode_of(const char *path)
-{
-	struct stat st;
-
-	assert_int_equal(stat(path, &st), 0);
-	return st.st_ino;
-}
-
-/* The one file in a bucket directory, or NULL. */
-static char *
-only_file(const char *bucket_dir)
-{
-	char cmd[PATH_MAX + 64], name[256];
-	FILE *p;
-	char *out = NULL;
-
-	snprintf(cmd, sizeof(cmd), "ls -A '%s'", bucket_dir);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	if (fscanf(p, "%255s", name) == 1)
-		out = xasprintf("%s/%s", bucket_dir, name);
-	assert_int_equal(fscanf(p, "%255s", name), EOF);
-	pclose(p);
-	return out;
 }
 
 /*
- * Recycling: a finished file is marked and renamed to f.SEQ, the next
- * message of the bucket is written into it (same inode, no directory
- * fsync). At startup an f.* file holding a complete message (its rename to
- * the id was lost in a crash) is loaded; a torn rewrite is refused by the
- * checksum; a marked spare is not a message.
+ * Recycling: a finished slot is marked and the next message is written
+ * into it (same file, no directory fsync). At startup a torn rewrite is
+ * refused by the checksum and becomes a spare again; a marked spare is not
+ * a message and is reused after the restart.
  */
 static void
 test_recycle(void **state)
 {
 	struct spool_msg a, b, l;
 	struct iovec iov[4];
-	char err[256], bdir[PATH_MAX], lost[PATH_MAX + 8], *pa, *pb, *spare, *file;
+	char err[256], *pa, *pb, *file;
 	size_t flen;
 	struct seen s = { .n = 0 };
-	ino_t ino;
 
 	(void)state;
 	pa = write_full(&a);
-	ino = inode_of(pa);
-	snprintf(bdir, sizeof(bdir), "%.*s", (int)(strrchr(pa, '/') - pa), pa);
-	assert_int_equal(spool_remove(pa), 0);
-	assert_false(exists(pa));
-	spare = only_file(bdir);
-	assert_non_null(strstr(spare, "/f."));
-	assert_int_equal(inode_of(spare), ino);
-	file = slurp(spare, &flen);
+	/* status records after the END line: they must never apply to the
+	 * next message written into this file */
+	assert_int_equal(spool_record(&a, 0, RS_DELIVERED, 1, 0), 0);
+	assert_int_equal(spool_record(&a, 1, RS_BOUNCED, 1, 0), 0);
+	assert_int_equal(spool_remove(a.slot), 0);
+	file = slurp(pa, &flen);
+	size_t alen = flen;
 	assert_memory_equal(file, "XLUICE 2\n", 9);         /* marked: no message */
 	free(file);
-	load_fails(spare, "not a sluice spool file (version 1 or 2)");
-	free(spare);
+	load_fails(pa, "not a sluice spool file (version 1 or 2)");
 
-	/* the next message of that bucket goes into the same inode */
+	/* the next message goes into the same slot */
 	full_msg(&b, iov);
-	memcpy(b.id + QID_LEN - 2, a.id + QID_LEN - 2, 2);
 	b.nrcpt = 1;                                        /* a different length */
-	assert_int_equal(spool_write(dir, &b, iov, 4), 0);
-	pb = spool_path(dir, b.id);
-	assert_int_equal(inode_of(pb), ino);
-	assert_int_equal(count_dir(bdir), 1);
+	assert_int_equal(spool_write(&b, iov, 4), 0);
+	assert_int_equal(b.slot, a.slot);
+	pb = file_of(&b);
+	assert_string_equal(pb, pa);
 	assert_int_equal(spool_load(pb, &l, err, sizeof(err)), 0);
 	assert_string_equal(l.id, b.id);
 	assert_int_equal(l.nrcpt, 1);
+	assert_int_equal(l.rcpts[0].state, RS_QUEUED);
 	assert_int_equal(l.body_len, b.body_len);
 	spool_msg_free(&l);
-
-	/* a crash lost the rename to the id: the scan finds it as f.* */
-	snprintf(lost, sizeof(lost), "%s/f.99", bdir);
-	assert_int_equal(rename(pb, lost), 0);
-	assert_int_equal(spool_scan(dir, scan_cb, &s), 1);
-	assert_string_equal(s.paths[0], lost);
-	free(s.paths[0]);
-	s.n = 0;
-	assert_int_equal(spool_load(lost, &l, err, sizeof(err)), 0);
-	assert_string_equal(l.id, b.id);
-	spool_msg_free(&l);
+	/* shorter than the spare: padded to its length, not cut (no metadata
+	 * change), and nothing of the old message is left after the END line */
+	file = slurp(pb, &flen);
+	size_t mlen = (size_t)b.body_off + b.body_len + 13;
+	assert_true(mlen < alen);
+	assert_padded(file, flen, mlen, alen);
 
 	/* a torn rewrite: the scan hands it over, the checksum refuses it */
-	file = slurp(lost, &flen);
-	file[flen - 20] ^= 0x40;
-	put_file(lost, file, flen);
+	file[mlen - 20] ^= 0x40;
+	put_file(pb, file, flen);
 	free(file);
-	assert_int_equal(spool_scan(dir, scan_cb, &s), 1);
-	free(s.paths[0]);
-	s.n = 0;
-	load_fails(lost, "partial file (checksum mismatch)");
-	/* which the queue then removes: marked and kept as a spare */
-	assert_int_equal(spool_remove(lost), 0);
-	assert_false(exists(lost));
-	spare = only_file(bdir);
-	assert_int_equal(inode_of(spare), ino);
-	/* a spare is not a message, and a restart keeps it for reuse */
 	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
-	assert_int_equal(spool_scan(dir, scan_cb, &s), 0);
+	assert_int_equal(spool_scan(scan_cb, &s), 1);
+	assert_int_equal(s.slots[0], b.slot);
+	assert_string_equal(s.ids[0], "");
+	load_fails(pb, "partial file (checksum mismatch)");
+	/* which the queue then removes: marked and kept as a spare */
+	assert_int_equal(spool_remove(b.slot), 0);
+	/* a spare is not a message, and a restart keeps it for reuse */
+	s.n = 0;
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
+	assert_int_equal(spool_scan(scan_cb, &s), 0);
 	full_msg(&b, iov);
-	memcpy(b.id + QID_LEN - 2, a.id + QID_LEN - 2, 2);
-	assert_int_equal(spool_write(dir, &b, iov, 4), 0);
+	assert_int_equal(spool_write(&b, iov, 4), 0);
+	assert_int_equal(b.slot, a.slot);
+	/* a new slot when there is no spare: numbered after the last one */
+	full_msg(&l, iov);
+	assert_int_equal(spool_write(&l, iov, 4), 0);
+	assert_int_equal(l.slot, a.slot + 1);
+	/* a spare far longer than the next message is cut to a page multiple */
+	{
+		struct iovec big = { xmalloc(200000), 200000 };
+		memset(big.iov_base, 'x', big.iov_len);
+		assert_int_equal(spool_write(&l, &big, 1), 0);
+		assert_int_equal(spool_remove(l.slot), 0);
+		uint32_t was = l.slot;
+		full_msg(&l, iov);
+		assert_int_equal(spool_write(&l, iov, 4), 0);
+		assert_int_equal(l.slot, was);
+		char *pl = file_of(&l);
+		file = slurp(pl, &flen);
+		mlen = (size_t)l.body_off + l.body_len + 13;
+		assert_padded(file, flen, mlen, page_round(mlen));
+		free(file);
+		free(pl);
+		free(big.iov_base);
+	}
+	free(pa);
 	free(pb);
-	pb = spool_path(dir, b.id);
-	assert_int_equal(inode_of(pb), ino);
+}
+
+/*
+ * A spool written by an older sluice: q/XX/ID files and f.SEQ files are
+ * renamed to slots and loaded by content, t.* files removed.
+ */
+static void
+test_legacy_names(void **state)
+{
+	struct spool_msg a, b;
+	struct iovec iov[4];
+	char err[256], *pa, *pb, old_a[PATH_MAX + 64], old_b[PATH_MAX + 64],
+	    spare[PATH_MAX + 64], part[PATH_MAX + 64], bdir[PATH_MAX];
+	struct seen s = { .n = 0 };
+
+	(void)state;
+	pa = write_full(&a);
+	full_msg(&b, iov);
+	assert_int_equal(spool_write(&b, iov, 4), 0);
+	pb = file_of(&b);
+	snprintf(bdir, sizeof(bdir), "%.*s", (int)(strrchr(pa, '/') - pa), pa);
+	snprintf(old_a, sizeof(old_a), "%s/%s", bdir, a.id);
+	assert_int_equal(rename(pa, old_a), 0);
+	snprintf(old_b, sizeof(old_b), "%s/f.17", bdir);
+	assert_int_equal(rename(pb, old_b), 0);
+	snprintf(spare, sizeof(spare), "%s/f.18", bdir);
+	put_file(spare, "XLUICE 2\nid X\n", 15);
+	snprintf(part, sizeof(part), "%s/t.%s", bdir, a.id);
+	put_file(part, "SLUICE 2\nid", 11);
+
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
+	assert_int_equal(spool_scan(scan_cb, &s), 2);
+	assert_false(exists(old_a));
+	assert_false(exists(old_b));
 	assert_false(exists(spare));
-	free(spare);
+	assert_false(exists(part));
+	assert_int_equal(count_dir(bdir), 3);               /* two messages, a spare */
+	bool got_a = false, got_b = false;
+	for (int i = 0; i < s.n; i++) {
+		got_a |= strcmp(s.ids[i], a.id) == 0;
+		got_b |= strcmp(s.ids[i], b.id) == 0;
+		assert_int_equal(s.slots[i] % 1024, a.slot % 1024);
+	}
+	assert_true(got_a && got_b);
+	/* new slots come after every slot the scan saw */
+	full_msg(&b, iov);
+	assert_int_equal(spool_write(&b, iov, 4), 0);       /* the spare */
+	assert_int_equal(spool_write(&b, iov, 4), 0);       /* a new one */
+	for (int i = 0; i < s.n; i++)
+		assert_true(b.slot > s.slots[i]);
 	free(pa);
 	free(pb);
 }
@@ -788,28 +858,28 @@ test_recycle(void **state)
 static void
 test_write_elsewhere_and_errors(void **state)
 {
-	char other[PATH_MAX], err[256], *path;
+	char other[PATH_MAX], p[PATH_MAX], err[256], *path;
 	struct spool_msg m, l;
 	struct iovec iov[4];
 
 	(void)state;
-	/* write into a second spool: its directory is synced without a cached fd */
+	/* switch to a second spool: writes go there */
 	snprintf(other, sizeof(other), "%s/other", dir);
 	assert_int_equal(spool_init(other, err, sizeof(err)), 0);
-	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
 	full_msg(&m, iov);
-	assert_int_equal(spool_write(other, &m, iov, 4), 0);
-	path = spool_path(other, m.id);
+	assert_int_equal(spool_write(&m, iov, 4), 0);
+	path = file_of(&m);
+	assert_true(strncmp(path, other, strlen(other)) == 0);
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.body_len, m.body_len);
 	spool_msg_free(&l);
 	free(path);
 
-	/* no tmp/ directory: the errno, and nothing left behind */
-	snprintf(other, sizeof(other), "%s/not-a-spool", dir);
-	assert_int_equal(mkdir(other, 0700), 0);
-	assert_int_equal(spool_write(other, &m, iov, 4), ENOENT);
-	assert_int_equal(count_dir(other), 0);
+	/* the bucket directory of the next new slot is gone: the errno, and
+	 * the write fails cleanly */
+	snprintf(p, sizeof(p), "%s/q/01", other);
+	assert_int_equal(rmdir(p), 0);
+	assert_int_equal(spool_write(&m, iov, 4), ENOENT);
 
 	/* spool_init on something that cannot be a directory */
 	snprintf(other, sizeof(other), "%s/file", dir);
@@ -1349,6 +1419,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_partial_and_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_and_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_legacy_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_elsewhere_and_errors, setup, teardown),
 		cmocka_unit_test(test_dot_stuff),
 		cmocka_unit_test(test_dot_unstuff),
