@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "log.h"
 #include "util.h"
 
@@ -366,12 +368,64 @@ acct_reopen(void)
 	return reopen(&acct_fd, acct_path);
 }
 
+/* This thread's batch: lines held until the end of its loop turn. */
+#define ACCT_HOLD_MAX (64 * 1024)
+static __thread struct sbuf acct_held;
+static __thread struct event *acct_ev;
+static __thread bool acct_armed;
+
+static void
+acct_write(const char *p, size_t n)
+{
+	if (acct_fd >= 0 && write_all(acct_fd, p, n) < 0)
+		log_warn("event=accounting-write-failed");
+}
+
+static void
+acct_flush(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	acct_armed = false;
+	if (acct_held.len > 0)
+		acct_write(acct_held.p, acct_held.len);
+	acct_held.len = 0;
+}
+
+void
+acct_batch_start(struct event_base *base)
+{
+	acct_ev = event_new(base, -1, 0, acct_flush, NULL);
+}
+
+void
+acct_batch_stop(void)
+{
+	acct_flush(-1, 0, NULL);
+	if (acct_ev != NULL)
+		event_free(acct_ev);
+	acct_ev = NULL;
+	free(acct_held.p);
+	memset(&acct_held, 0, sizeof(acct_held));
+}
+
 void
 acct_emit(struct jbuf *j)
 {
 	jb_finish(j, NULL);
 	jb_put(j, "\n", 1);
-	if (acct_fd >= 0 && write_all(acct_fd, j->buf, j->len) < 0)
-		log_warn("event=accounting-write-failed");
+	if (acct_ev == NULL) {
+		acct_write(j->buf, j->len);
+	} else {
+		sb_add(&acct_held, j->buf, j->len);
+		if (acct_held.len >= ACCT_HOLD_MAX)
+			acct_flush(-1, 0, NULL);
+		else if (!acct_armed) {
+			/* runs after the callbacks already active in this turn */
+			event_active(acct_ev, EV_TIMEOUT, 0);
+			acct_armed = true;
+		}
+	}
 	jb_free(j);
 }

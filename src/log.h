@@ -62,5 +62,14 @@ void json_escape(struct jbuf *j, const char *s, size_t n);   /* appends "..." */
 int acct_open(const char *path);       /* NULL or "" = no accounting */
 int acct_reopen(void);
 void acct_emit(struct jbuf *j);        /* finishes, writes one line, frees */
+/*
+ * A thread with an event loop (the workers) batches its events: acct_emit
+ * keeps the line and the loop writes all it holds in one write() at the
+ * end of the turn (or at 64 KB). Lines stay whole and in order per thread.
+ * acct_batch_stop writes what is held and goes back to one write per line.
+ */
+struct event_base;
+void acct_batch_start(struct event_base *base);
+void acct_batch_stop(void);
 
 #endif

@@ -87,6 +87,7 @@ worker_main(void *arg)
 	struct worker *w = arg;
 
 	self = w;
+	acct_batch_start(w->base);
 	if (worker_init_fn)
 		worker_init_fn(w);
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
@@ -95,6 +96,7 @@ worker_main(void *arg)
 	if (worker_fini_fn)
 		worker_fini_fn(w);
 	mbox_drain(-1, 0, w);
+	acct_batch_stop();
 	return NULL;
 }
 
