@@ -1821,6 +1821,16 @@ w_cancel(MDB_txn *txn, void *arg)
 	return hdr_put(txn, a->id, &h);
 }
 
+static const char *meta_of(const struct spool_msg *m, const char *key);
+
+/* A message the campaign scheduler queued for campaign arg. */
+static bool
+of_campaign(const struct spool_msg *m, void *arg)
+{
+	return m->campaign != NULL && strcmp(m->campaign, arg) == 0 &&
+	    meta_of(m, "scheduled_at") != NULL;
+}
+
 int
 campaign_cancel(const char *id, json_t **out)
 {
@@ -1838,10 +1848,16 @@ campaign_cancel(const char *id, json_t **out)
 		*out = err_json("not_found", "no such campaign");
 		return 404;
 	}
-	log_info("event=campaign-cancelled campaign=%s recipients=%ld", id, a.cancelled);
+	/* and what it queued already is recalled: its recipients move to
+	 * cancelled as the queue drops them */
+	long recalled = queue_delete_where(of_campaign, (void *)id);
+	log_info("event=campaign-cancelled campaign=%s recipients=%ld recalled_messages=%ld", id,
+	    a.cancelled, recalled);
 	int st = campaign_status(id, out);
-	if (st == 200)
+	if (st == 200) {
 		json_object_set_new(*out, "cancelled_now", json_integer(a.cancelled));
+		json_object_set_new(*out, "recalled", json_integer(recalled));
+	}
 	return st;
 }
 
@@ -2561,6 +2577,7 @@ campaign_note_outcome(const struct spool_msg *m, int idx, int rs)
 	switch (rs) {
 	case RS_DELIVERED: to = CR_DELIVERED; break;
 	case RS_BOUNCED: case RS_EXPIRED: to = CR_BOUNCED; break;
+	case RS_DELETED: to = CR_CANCELLED; break;
 	default: return;
 	}
 	struct trans_arg *a = xcalloc(1, sizeof(*a));

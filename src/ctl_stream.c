@@ -3,8 +3,10 @@
  *
  * Per connection: HEAD (collecting a request head), then for a streamed
  * request BODY_CL or BODY_CHUNKED (our own chunk decoder), for a passed
- * request PASS_CL (count the body out, then HEAD again) or PASS_ALL (a
- * chunked body we do not stream: pass the rest of the connection through).
+ * request PASS_CL or PASS_CHUNKED (its body goes to evhttp as it came;
+ * counting or decoding it only finds where it ends), then HEAD again.
+ * PASS_ALL passes the rest of the connection through (a head too long or
+ * chunk framing we cannot read: evhttp answers it).
  */
 #include "config.h"
 
@@ -27,7 +29,7 @@
 #define HEAD_MAX (64 * 1024)
 #define KEEPALIVE_EVERY (256 * 1024)    /* body bytes between keep-alive chunks to evhttp */
 
-enum fstate { F_HEAD, F_BODY_CL, F_BODY_CHUNKED, F_PASS_CL, F_PASS_ALL };
+enum fstate { F_HEAD, F_BODY_CL, F_BODY_CHUNKED, F_PASS_CL, F_PASS_CHUNKED, F_PASS_ALL };
 enum cstate { C_SIZE, C_DATA, C_DATA_END, C_TRAILER };
 
 struct fctx {
@@ -182,9 +184,10 @@ head(struct fctx *f, struct evbuffer *src, struct evbuffer *dst, size_t hlen)
 			body_end(f, dst);
 	} else {
 		evbuffer_add(dst, h, hlen);
-		if (chunked)
-			f->st = F_PASS_ALL;
-		else if (clen > 0) {
+		if (chunked) {
+			f->st = F_PASS_CHUNKED;
+			f->cst = C_SIZE;
+		} else if (clen > 0) {
 			f->st = F_PASS_CL;
 			f->left = clen;
 		} else
@@ -250,39 +253,59 @@ in_filter(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 				body_end(f, dst);
 			break;
 		case F_BODY_CHUNKED:
-			switch (f->cst) {
-			case C_SIZE:
-			case C_DATA_END:
-			case C_TRAILER: {
-				size_t len;
-				char *l = evbuffer_readln(src, &len, EVBUFFER_EOL_CRLF);
-				if (l == NULL) {
-					if (avail > 4096)
-						return BEV_ERROR;
-					return WAIT_MORE();      /* a line split across reads */
-				}
-				if (f->cst == C_SIZE) {
-					char *end;
-					f->left = strtoull(l, &end, 16);
-					if (end == l) {
-						free(l);
-						return BEV_ERROR;
-					}
-					f->cst = f->left == 0 ? C_TRAILER : C_DATA;
-				} else if (f->cst == C_DATA_END) {
-					f->cst = C_SIZE;
-				} else if (len == 0) {
-					body_end(f, dst);
-				}
-				free(l);
-				break;
-			}
-			case C_DATA:
-				if (body_take(f, src, dst, avail))
+		case F_PASS_CHUNKED: {
+			bool pass = f->st == F_PASS_CHUNKED;
+			if (f->cst == C_DATA) {
+				if (pass) {
+					size_t n = avail < f->left ? avail : (size_t)f->left;
+					evbuffer_remove_buffer(src, dst, n);
+					if ((f->left -= n) == 0)
+						f->cst = C_DATA_END;
+				} else if (body_take(f, src, dst, avail))
 					f->cst = C_DATA_END;
 				break;
 			}
+			/* a chunk-size line, the CRLF after a chunk, or a trailer line */
+			size_t eol, len;
+			struct evbuffer_ptr e = evbuffer_search_eol(src, NULL, &eol, EVBUFFER_EOL_CRLF);
+			if (e.pos < 0) {
+				if (avail <= 4096)
+					return WAIT_MORE();      /* a line split across reads */
+				if (!pass)
+					return BEV_ERROR;
+				f->st = F_PASS_ALL;
+				break;
+			}
+			len = (size_t)e.pos;
+			char *l = xmalloc(len + 1);
+			evbuffer_copyout(src, l, len);
+			l[len] = '\0';
+			if (pass)
+				evbuffer_remove_buffer(src, dst, len + eol);
+			else
+				evbuffer_drain(src, len + eol);
+			if (f->cst == C_SIZE) {
+				char *end;
+				f->left = strtoull(l, &end, 16);
+				if (end == l) {
+					free(l);
+					if (!pass)
+						return BEV_ERROR;
+					f->st = F_PASS_ALL;     /* evhttp refuses it */
+					break;
+				}
+				f->cst = f->left == 0 ? C_TRAILER : C_DATA;
+			} else if (f->cst == C_DATA_END) {
+				f->cst = C_SIZE;
+			} else if (len == 0) {
+				if (pass)
+					f->st = F_HEAD;
+				else
+					body_end(f, dst);
+			}
+			free(l);
 			break;
+		}
 		}
 	}
 #undef WAIT_MORE

@@ -517,6 +517,8 @@ finish(struct qrcpt *r, enum rcpt_state state)
 	qmsg_lock(m);
 	struct spool_rcpt *sr = &m->sm.rcpts[r->idx];
 	sr->state = (uint8_t)state;
+	if (state == RS_DELETED)
+		campaign_note_outcome(&m->sm, (int)r->idx, RS_DELETED);
 	if (atomic_fetch_sub(&m->left, 1) == 1) {
 		if (spool_remove(m->sm.slot) < 0)
 			log_warn("event=spool-remove-failed id=%s", m->sm.id);
@@ -577,6 +579,44 @@ queue_delete(const char *id)
 	purge_post(m);
 	qmsg_unref(m);
 	return 0;
+}
+
+/* Recipients of deleted messages in this worker's timer heap are dropped. */
+static void
+sched_purge_deleted(void *arg)
+{
+	struct sched *s = worker_self()->sched;
+
+	(void)arg;
+	for (uint32_t i = 0; i < s->n;) {
+		if (s->heap[i]->msg->deleted) {
+			finish(heap_remove(s, i), RS_DELETED);
+			continue;
+		}
+		i++;
+	}
+	sched_arm(s);
+}
+
+long
+queue_delete_where(bool (*match)(const struct spool_msg *sm, void *arg), void *arg)
+{
+	long n = 0;
+
+	pthread_mutex_lock(&id_lock);
+	for (unsigned b = 0; id_hash != NULL && b < ID_BUCKETS; b++)
+		for (struct qmsg *m = id_hash[b]; m != NULL; m = m->hnext)
+			if (!m->deleted && match(&m->sm, arg)) {
+				m->deleted = true;
+				n++;
+			}
+	pthread_mutex_unlock(&id_lock);
+	/* one pass over each timer heap for all of them; the ones in lanes
+	 * are dropped as they come up */
+	if (n > 0)
+		for (int i = 0; i < nworkers; i++)
+			worker_post(workers[i], sched_purge_deleted, NULL);
+	return n;
 }
 
 void

@@ -141,6 +141,9 @@ extern struct queue_stats qstats;
 struct qmsg *queue_find(const char *id);
 /* Delete a message: its recipients are dropped (no DSN) as they surface. */
 int queue_delete(const char *id);
+/* Delete every queued message match() accepts (control thread; match runs
+ * under the queue's index lock). Returns how many. */
+long queue_delete_where(bool (*match)(const struct spool_msg *sm, void *arg), void *arg);
 
 /* Let r go from memory only (shutdown): the spool still has it. */
 void queue_forget(struct qrcpt *r);

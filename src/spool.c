@@ -331,6 +331,25 @@ spool_crc32c(uint32_t crc, const void *buf, size_t len)
 #define END_LINE_LEN 13             /* "END xxxxxxxx\n" */
 
 /*
+ * The length of a message's file: padded with newlines after the END line
+ * (status records skip empty lines) to the spare's length when it is a
+ * little longer, so the rewrite changes no metadata and fdatasync writes
+ * the data blocks alone; otherwise to a whole page, so that later messages
+ * of about the same size fit. Every byte of an old message is overwritten
+ * or cut off: its status records must never apply to the new one.
+ */
+#define PAD_MAX 65536
+static const char padding[4096] = { [0 ... 4095] = '\n' };
+
+static off_t
+file_length(off_t need, off_t spare_size)
+{
+	if (spare_size >= need && spare_size - need <= PAD_MAX)
+		return spare_size;
+	return (need + (off_t)sizeof(padding) - 1) / (off_t)sizeof(padding) * (off_t)sizeof(padding);
+}
+
+/*
  * Two ways in. A spare slot is rewritten in place and fdatasync'd: that is
  * the commit (the checksum makes its content self-validating, and its name
  * is already durable). Without a spare, a new slot is created, written,
@@ -357,7 +376,7 @@ spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt)
 	for (int i = 0; i < iovcnt; i++)
 		crc = spool_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
 	snprintf(endl, sizeof(endl), "END %08" PRIx32 "\n", crc);
-	off_t flen = (off_t)(hlen + total + END_LINE_LEN);
+	off_t need = (off_t)(hlen + total + END_LINE_LEN), flen;
 
 	while (fd < 0 && spare_pop(&sp)) {
 		m->slot = sp.slot;
@@ -365,6 +384,7 @@ spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt)
 		fd = openat(dfd, name, O_WRONLY | O_CLOEXEC);
 		reused = fd >= 0;
 	}
+	flen = file_length(need, reused ? sp.size : -1);
 	while (fd < 0) {
 		m->slot = atomic_fetch_add(&slot_next, 1);
 		dfd = slot_at(m->slot, name);
@@ -376,13 +396,18 @@ spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt)
 		}
 	}
 	/* header, body pieces, end line: writev in slices of IOV_MAX */
-	struct iovec *v = xmalloc(sizeof(*v) * (size_t)(iovcnt + 2));
+	size_t pad = (size_t)(flen - need);
+	struct iovec *v = xmalloc(sizeof(*v) * (size_t)(iovcnt + 2) + sizeof(*v) * (pad / sizeof(padding) + 1));
 	int nv = 0;
 	v[nv++] = (struct iovec){ hdr, hlen };
 	for (int i = 0; i < iovcnt; i++)
 		if (iov[i].iov_len)
 			v[nv++] = iov[i];
 	v[nv++] = (struct iovec){ endl, END_LINE_LEN };
+	for (size_t n; pad > 0; pad -= n) {
+		n = MIN(pad, sizeof(padding));
+		v[nv++] = (struct iovec){ (void *)padding, n };
+	}
 	int at = 0;
 	while (at < nv) {
 		int cnt = MIN(nv - at, IOV_MAX);
@@ -407,9 +432,8 @@ spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt)
 	}
 	free(v);
 	free(hdr);
-	/* a spare of another length: cut (or extend) it to this one; the
-	 * same length leaves the inode alone, so fdatasync writes data only */
-	if (e == 0 && reused && sp.size != flen && ftruncate(fd, flen) < 0)
+	/* a spare much longer than this message: cut it */
+	if (e == 0 && reused && sp.size > flen && ftruncate(fd, flen) < 0)
 		e = errno;
 	if (e == 0 && fdatasync(fd) < 0)
 		e = errno;

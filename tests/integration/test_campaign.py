@@ -307,6 +307,65 @@ def test_cancel(sluiced, receiver):
     assert [c["id"] for c in j["campaigns"]] == ["c"]
 
 
+def test_cancel_recalls_queued_messages(sluiced, receiver):
+    """Cancel also recalls what the campaign already queued: with the site
+    suspended its messages wait in the delivery queue; after the cancel
+    none of them is sent, and their recipients count as cancelled once the
+    queue lets them go."""
+    rx = receiver()
+    d = sluiced(conf(rx))
+    code, j = d.api("POST", "/v1/messages", {"from": "app@src.test", "to": "first@dst.test",
+                                             "subject": "first", "text": "x"})
+    assert code == 202, j
+    rx.wait_for(1)
+    site = wait_until(lambda: next((s["name"] for s in d.api("GET", "/v1/sites")[1]["sites"]
+                                    if s.get("route")), None), 10, what="the route site")
+    code, j = d.api("POST", "/v1/sites/%s/suspend" % site)
+    assert code == 200, j
+    code, j = post_nd(d, "/v1/campaigns", {"id": "r", "from": "a@src.test", "text": "hi",
+                                          "max_delay": "0"},
+                      *[{"email": "q%d@dst.test" % i} for i in range(6)])
+    assert code == 201, j
+    wait_until(lambda: d.api("GET", "/v1/campaigns/r")[1]["counts"]["queued"] == 6, 10,
+               what="6 recipients queued")
+    wait_until(lambda: d.api("GET", "/v1/queue")[1]["recipients"] == 6, 10,
+               what="6 recipients in the delivery queue")
+    code, j = d.api("POST", "/v1/campaigns/r/cancel")
+    assert code == 200 and j["recalled"] == 6, j
+    # the suspended site's lane lets them go when it runs again
+    code, j = d.api("POST", "/v1/sites/%s/resume" % site)
+    assert code == 200, j
+    wait_until(lambda: d.api("GET", "/v1/queue")[1]["recipients"] == 0, 10,
+               what="the queue to empty")
+    wait_until(lambda: d.api("GET", "/v1/campaigns/r")[1]["counts"]["cancelled"] == 6, 10,
+               what="6 recipients cancelled")
+    time.sleep(0.5)
+    assert len(rx.messages) == 1
+    counts = d.api("GET", "/v1/campaigns/r")[1]["counts"]
+    assert counts["queued"] == 0 and counts["delivered"] == 0, counts
+
+
+def test_cancel_recalls_messages_waiting_to_retry(sluiced, receiver):
+    """Recipients deferred by a 4xx wait in a worker's timer heap; cancel
+    drops them from there, and nothing is sent when the receiver recovers."""
+    rx = receiver(rcpt_reply="451 4.3.0 try again later")
+    d = sluiced(BASE_CONF + CONF_EXTRA + "domain * { route [%s]:%d retry-after 1h }\n"
+                % (rx.host, rx.port))
+    code, j = post_nd(d, "/v1/campaigns", {"id": "w", "from": "a@src.test", "text": "hi",
+                                          "max_delay": "0"},
+                      *[{"email": "w%d@dst.test" % i} for i in range(3)])
+    assert code == 201, j
+    wait_until(lambda: len(d.events("transient")) >= 3, 10, what="3 deferrals")
+    rx.set(rcpt_reply=None)
+    code, j = d.api("POST", "/v1/campaigns/w/cancel")
+    assert code == 200 and j["recalled"] == 3, j
+    wait_until(lambda: d.api("GET", "/v1/campaigns/w")[1]["counts"]["cancelled"] == 3, 10,
+               what="3 recipients cancelled")
+    wait_until(lambda: d.api("GET", "/v1/queue")[1]["recipients"] == 0, 10,
+               what="the queue to empty")
+    assert rx.messages == []
+
+
 def test_transactional_message_structured_fields(sluiced, receiver):
     rx = receiver()
     d = sluiced(conf(rx))
@@ -370,6 +429,48 @@ def test_requests_share_a_connection_around_a_streamed_body(sluiced, receiver):
     r = c.getresponse()
     assert r.status == 200 and json.loads(r.read())["counts"]["scheduled"] == 3000
     c.close()
+
+
+def test_chunked_ordinary_request_then_streamed_on_one_connection(sluiced, receiver):
+    """A chunked body that is not streamed (POST /v1/messages) goes to
+    evhttp as it came; the filter still finds where it ends, so a streamed
+    request and another ordinary one follow on the same connection."""
+    import http.client
+    import socket
+    rx = receiver()
+    d = sluiced(conf(rx))
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(20)
+            self.sock.connect(d.control)
+    c = Conn("localhost")
+    msg = json.dumps({"from": "a@src.test", "to": "chunk@dst.test", "subject": "c",
+                      "text": "x" * 5000}).encode()
+
+    def pieces(b, n):
+        for i in range(0, len(b), n):
+            yield b[i:i + n]
+    for _ in range(2):
+        c.request("POST", "/v1/messages", body=pieces(msg, 700),
+                  headers={"Content-Type": "application/json"}, encode_chunked=True)
+        r = c.getresponse()
+        j = json.loads(r.read())
+        assert r.status == 202, j
+    c.request("POST", "/v1/campaigns", body=pieces(
+        (json.dumps({"id": "kc", "from": "a@src.test", "text": "x",
+                     "start_at": iso(next_monday()), "max_delay": "1h"}) + "\n" +
+         "".join('{"email":"c%d@dst.test"}\n' % i for i in range(500))).encode(), 999),
+        headers=NDJSON, encode_chunked=True)
+    r = c.getresponse()
+    j = json.loads(r.read())
+    assert r.status == 201 and j["accepted"] == 500, j
+    c.request("GET", "/v1/campaigns/kc")
+    r = c.getresponse()
+    assert r.status == 200 and json.loads(r.read())["counts"]["scheduled"] == 500
+    c.close()
+    assert len(rx.wait_for(2)) == 2
 
 
 def test_client_hanging_up_mid_body_leaves_nothing(sluiced, receiver):

@@ -116,6 +116,22 @@ count_dir(const char *path)
 	return n;
 }
 
+/* A new file is padded with newlines after its END line to a whole page. */
+static void
+assert_padded(const char *file, size_t flen, size_t mlen, size_t want_len)
+{
+	assert_int_equal(flen, want_len);
+	assert_true(flen >= mlen);
+	for (size_t i = mlen; i < flen; i++)
+		assert_int_equal(file[i], '\n');
+}
+
+static size_t
+page_round(size_t n)
+{
+	return (n + 4095) / 4096 * 4096;
+}
+
 /* The path of a written message's slot file (malloc'd). */
 static char *
 file_of(const struct spool_msg *m)
@@ -247,7 +263,8 @@ test_round_trip(void **state)
 	/* the file: header, the body bytes exactly as given, END and the
 	 * CRC-32C of everything before it */
 	file = slurp(path, &flen);
-	assert_int_equal(flen, (size_t)m.body_off + blen + 13);
+	size_t mlen = (size_t)m.body_off + blen + 13;
+	assert_padded(file, flen, mlen, page_round(mlen));
 	assert_memory_equal(file, "SLUICE 2\n", 9);
 	assert_memory_equal(file + m.body_off, body0, sizeof(body0) - 1);
 	assert_memory_equal(file + m.body_off + sizeof(body0) - 1, body2, sizeof(body2) - 1);
@@ -255,8 +272,8 @@ test_round_trip(void **state)
 	    body3, sizeof(body3) - 1);
 	{
 		char endl[16];
-		snprintf(endl, sizeof(endl), "END %08x\n", (unsigned)spool_crc32c(0, file, flen - 13));
-		assert_memory_equal(file + flen - 13, endl, 13);
+		snprintf(endl, sizeof(endl), "END %08x\n", (unsigned)spool_crc32c(0, file, mlen - 13));
+		assert_memory_equal(file + mlen - 13, endl, 13);
 	}
 	{
 		size_t hl;
@@ -388,7 +405,7 @@ test_large_header_and_many_iovecs(void **state)
 	assert_string_equal(l.rcpts[1234].addr, addrs[1234]);
 	assert_int_equal(l.body_off, m.body_off);
 	file = slurp(path, &flen);
-	assert_int_equal(flen, (size_t)l.body_off + wl + 13);
+	assert_padded(file, flen, (size_t)l.body_off + wl + 13, page_round((size_t)l.body_off + wl + 13));
 	assert_memory_equal(file + l.body_off, want, wl);
 	free(file);
 	spool_msg_free(&l);
@@ -514,6 +531,9 @@ test_partial_and_corrupt(void **state)
 	(void)state;
 	path = write_full(&m);
 	file = slurp(path, &flen);
+	/* the message alone, without the padding after its END line */
+	flen = (size_t)m.body_off + m.body_len + 13;
+	put_file(path, file, flen);
 
 	/* cut before the END line, or inside it */
 	assert_int_equal(truncate(path, (off_t)flen - 13), 0);
@@ -732,8 +752,13 @@ test_recycle(void **state)
 
 	(void)state;
 	pa = write_full(&a);
+	/* status records after the END line: they must never apply to the
+	 * next message written into this file */
+	assert_int_equal(spool_record(&a, 0, RS_DELIVERED, 1, 0), 0);
+	assert_int_equal(spool_record(&a, 1, RS_BOUNCED, 1, 0), 0);
 	assert_int_equal(spool_remove(a.slot), 0);
 	file = slurp(pa, &flen);
+	size_t alen = flen;
 	assert_memory_equal(file, "XLUICE 2\n", 9);         /* marked: no message */
 	free(file);
 	load_fails(pa, "not a sluice spool file (version 1 or 2)");
@@ -748,13 +773,18 @@ test_recycle(void **state)
 	assert_int_equal(spool_load(pb, &l, err, sizeof(err)), 0);
 	assert_string_equal(l.id, b.id);
 	assert_int_equal(l.nrcpt, 1);
+	assert_int_equal(l.rcpts[0].state, RS_QUEUED);
 	assert_int_equal(l.body_len, b.body_len);
 	spool_msg_free(&l);
-	file = slurp(pb, &flen);                            /* cut to its length */
-	assert_int_equal(flen, (size_t)b.body_off + b.body_len + 13);
+	/* shorter than the spare: padded to its length, not cut (no metadata
+	 * change), and nothing of the old message is left after the END line */
+	file = slurp(pb, &flen);
+	size_t mlen = (size_t)b.body_off + b.body_len + 13;
+	assert_true(mlen < alen);
+	assert_padded(file, flen, mlen, alen);
 
 	/* a torn rewrite: the scan hands it over, the checksum refuses it */
-	file[flen - 20] ^= 0x40;
+	file[mlen - 20] ^= 0x40;
 	put_file(pb, file, flen);
 	free(file);
 	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
@@ -775,6 +805,24 @@ test_recycle(void **state)
 	full_msg(&l, iov);
 	assert_int_equal(spool_write(&l, iov, 4), 0);
 	assert_int_equal(l.slot, a.slot + 1);
+	/* a spare far longer than the next message is cut to a page multiple */
+	{
+		struct iovec big = { xmalloc(200000), 200000 };
+		memset(big.iov_base, 'x', big.iov_len);
+		assert_int_equal(spool_write(&l, &big, 1), 0);
+		assert_int_equal(spool_remove(l.slot), 0);
+		uint32_t was = l.slot;
+		full_msg(&l, iov);
+		assert_int_equal(spool_write(&l, iov, 4), 0);
+		assert_int_equal(l.slot, was);
+		char *pl = file_of(&l);
+		file = slurp(pl, &flen);
+		mlen = (size_t)l.body_off + l.body_len + 13;
+		assert_padded(file, flen, mlen, page_round(mlen));
+		free(file);
+		free(pl);
+		free(big.iov_base);
+	}
 	free(pa);
 	free(pb);
 }
