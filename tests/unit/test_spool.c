@@ -959,9 +959,9 @@ test_scan_parallel_many(void **state)
 			nspare++;
 			break;
 		case 4:                                     /* a torn rewrite */
-			file[flen / 2] ^= 1;
+			file[m.body_off + 1] ^= 1;
 			put_file(path, file, flen);
-			file[flen / 2] ^= 1;
+			file[m.body_off + 1] ^= 1;
 			is_msg[k] = torn[k] = true;         /* handed, refused by the checksum */
 			nmsg++;
 			break;
