@@ -113,6 +113,7 @@ hwm_q=$(rss VmHWM)
 anon_q=$(rss RssAnon)
 [ -z "${SNAP:-}" ] || cat "/proc/$spid/smaps" >"$SNAP.queued.smaps"
 read -r q_best q_worst < <(ctl_time)
+echo "queued $nq: rss=${rss_q}MB anon=${anon_q}MB queue_cmd=$q_best-${q_worst}s" >&2
 
 # restart with everything queued
 kill -TERM "$spid"
@@ -139,6 +140,7 @@ if [ -n "${COLD:-}" ]; then
 	start
 	wait_ready 600
 	cold=$(awk -v a="$t5" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}')
+	echo "restart_cold=${cold}s" >&2
 fi
 
 awk -v m="$MSGS" -v r="$RCPTS" -v n="$total" -v s="$SIZE" -v t0="$t0" -v t1="$t1" -v t2="$t2" \
@@ -147,6 +149,6 @@ awk -v m="$MSGS" -v r="$RCPTS" -v n="$total" -v s="$SIZE" -v t0="$t0" -v t1="$t1
 	printf "scale msgs=%d rcpts/msg=%d recipients=%d queued=%d size=%d spool_files=%d inject=%.1fs (%.0f msg/s) queued_after=%.1fs " \
 	    "rss=%dMB peak=%dMB anon=%dMB (%.0f B/rcpt) queue_cmd=%.3f-%.3fs restart_to_ready=%.1fs rss_after_restart=%dMB peak=%dMB anon=%dMB (%.0f B/rcpt) queue_cmd_after=%.3f-%.3fs%s",
 	    m, r, n, nq, s, f, t1 - t0, m / (t1 - t0), t2 - t0, rq, hq, aq, rq * 1048576 / nq, qb, qw,
-	    t4 - t3, rr, hr, ar, rr * 1048576 / nq, rb, rw, cold >= 0 ? " " : "\n"
+	    t4 - t3, rr, hr, ar, rr * 1048576 / nq, rb, rw, (cold >= 0 ? " " : "\n")
 	if (cold >= 0)
 		printf "restart_cold=%.1fs\n", cold }'
