@@ -10,14 +10,26 @@
  * ~230 us. At 3000 msg/s that alone would need 2.5 cores. So keys are
  * parsed once at config load into an EVP_PKEY, and signing is done here:
  * one pass over the body (un-stuffing, relaxed canonicalisation and
- * SHA-256 together, no copy of the body), the body hash shared by all
- * signatures of the message, then per signature a hash over a few header
- * fields and one private-key operation. libopendkim and dkimpy verify the
+ * SHA-256 together, no copy of the body), the body hash and the
+ * canonicalised signed header fields shared by all signatures of the
+ * message, then per signature a hash over those fields and its own
+ * header, and one private-key operation. libopendkim and dkimpy verify the
  * result in the tests (tests/unit/test_dkim.c, tests/integration).
  *
- * Thread safety: keys are immutable after load; each call has its own
- * digest and signing contexts, so any number of job-pool threads may sign
- * concurrently with the same config.
+ * What is left besides the private-key operation is kept small
+ * (tests/bench/dkim-bench.c measures it): OpenSSL 3 makes a signing
+ * context per call costly (a method fetch, a provider context, parameter
+ * round trips, a digest fetch inside set_signature_md), so each key keeps
+ * prepared contexts and reuses them; the digest context and the buffers of
+ * a signing call are reused too. RSA blinding stays on: it lives in the
+ * key, not in the context.
+ *
+ * Thread safety: a key never changes after load except for its list of
+ * idle signing contexts (under the key's lock). A context or a call's
+ * state is used by one thread at a time: a call takes one from an idle
+ * list, or makes one, and gives it back when done. So any number of
+ * job-pool threads may sign concurrently with the same config, and no more
+ * contexts are ever made than there were concurrent signers.
  */
 #include "config.h"
 
@@ -64,14 +76,27 @@ const char *const dkim_oversign_headers[] = {
 
 int64_t dkim_fixed_time;
 
+/* A prepared private-key context; see the top of the file. */
+struct signer {
+	struct signer *next;
+	EVP_PKEY_CTX *pc;              /* RSA: sign_init'ed, PKCS#1 v1.5, SHA-256 */
+	EVP_MD_CTX *md;                /* Ed25519: initialised again per signature */
+};
+
 struct dkim_key {
 	enum dkim_alg alg;
 	EVP_PKEY *pkey;
 	int bits;
 	char *pub;                     /* p= value: base64 */
+	pthread_mutex_t lock;          /* idle, made */
+	struct signer *idle;
+	int made;                      /* signers made, for the tests */
 };
 
 static EVP_MD *sha256;
+/* For each of dkim_sign_headers: its length, and whether it is over-signed. */
+static size_t sign_header_len[ARRAY_SIZE(dkim_sign_headers)];
+static bool sign_header_over[ARRAY_SIZE(dkim_sign_headers)];
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static void
@@ -79,6 +104,12 @@ init_md(void)
 {
 	/* Fetched once: EVP_sha256() would do an implicit fetch per use. */
 	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	for (size_t i = 0; dkim_sign_headers[i] != NULL; i++) {
+		sign_header_len[i] = strlen(dkim_sign_headers[i]);
+		for (const char *const *o = dkim_oversign_headers; *o; o++)
+			if (strcasecmp(*o, dkim_sign_headers[i]) == 0)
+				sign_header_over[i] = true;
+	}
 }
 
 int
@@ -88,10 +119,13 @@ dkim_init(void)
 	return sha256 ? 0 : -1;
 }
 
+static void works_free(void);
+
 void
 dkim_shutdown(void)
 {
 	/* The digest stays for the life of the process (pthread_once). */
+	works_free();
 }
 
 
@@ -180,31 +214,68 @@ parse_key(const char *buf, size_t len)
 	return pk;
 }
 
-/* digest (SHA-256, 32 bytes) -> signature. Returns length or -1. */
-static int
-sign_digest(const struct dkim_key *k, const unsigned char *dig,
-    unsigned char *sig, size_t siglen)
+static void
+signer_free(struct signer *s)
 {
-	size_t n = siglen;
-	int ok = 0;
+	EVP_PKEY_CTX_free(s->pc);
+	EVP_MD_CTX_free(s->md);
+	free(s);
+}
+
+static struct signer *
+signer_new(const struct dkim_key *k)
+{
+	struct signer *s = xcalloc(1, sizeof(*s));
 
 	if (k->alg == DKIM_ED25519) {
-		/* RFC 8463: PureEdDSA over the SHA-256 hash, not the data. */
-		EVP_MD_CTX *m = EVP_MD_CTX_new();
-		if (m == NULL)
+		if ((s->md = EVP_MD_CTX_new()) != NULL)
+			return s;
+	} else if ((s->pc = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL)) != NULL &&
+	    EVP_PKEY_sign_init(s->pc) == 1 &&
+	    EVP_PKEY_CTX_set_rsa_padding(s->pc, RSA_PKCS1_PADDING) == 1 &&
+	    EVP_PKEY_CTX_set_signature_md(s->pc, sha256) == 1)
+		return s;
+	signer_free(s);
+	return NULL;
+}
+
+/* digest (SHA-256, 32 bytes) -> signature. Returns length or -1. */
+static int
+sign_digest(struct dkim_key *k, const unsigned char *dig,
+    unsigned char *sig, size_t siglen)
+{
+	struct signer *s;
+	size_t n = siglen;
+	int ok;
+
+	pthread_mutex_lock(&k->lock);
+	if ((s = k->idle) != NULL)
+		k->idle = s->next;
+	pthread_mutex_unlock(&k->lock);
+	if (s == NULL) {
+		if ((s = signer_new(k)) == NULL) {
+			ERR_clear_error();
 			return -1;
-		ok = EVP_DigestSignInit_ex(m, NULL, NULL, NULL, NULL, k->pkey, NULL) == 1 &&
-		    EVP_DigestSign(m, sig, &n, dig, 32) == 1;
-		EVP_MD_CTX_free(m);
+		}
+		pthread_mutex_lock(&k->lock);
+		k->made++;
+		pthread_mutex_unlock(&k->lock);
+	}
+	if (k->alg == DKIM_ED25519) {
+		/* RFC 8463: PureEdDSA over the SHA-256 hash, not the data.
+		 * A one-shot EVP_DigestSign() ends the operation: init each time. */
+		ok = EVP_DigestSignInit_ex(s->md, NULL, NULL, NULL, NULL, k->pkey, NULL) == 1 &&
+		    EVP_DigestSign(s->md, sig, &n, dig, 32) == 1;
 	} else {
-		EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
-		if (pc == NULL)
-			return -1;
-		ok = EVP_PKEY_sign_init(pc) == 1 &&
-		    EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) == 1 &&
-		    EVP_PKEY_CTX_set_signature_md(pc, sha256) == 1 &&
-		    EVP_PKEY_sign(pc, sig, &n, dig, 32) == 1;
-		EVP_PKEY_CTX_free(pc);
+		ok = EVP_PKEY_sign(s->pc, sig, &n, dig, 32) == 1;
+	}
+	if (ok) {
+		pthread_mutex_lock(&k->lock);
+		s->next = k->idle;
+		k->idle = s;
+		pthread_mutex_unlock(&k->lock);
+	} else {
+		signer_free(s);   /* in an unknown state after a failure */
 	}
 	ERR_clear_error();
 	return ok ? (int)n : -1;
@@ -242,6 +313,12 @@ key_destroy(struct dkim_key *k)
 {
 	if (k == NULL)
 		return;
+	while (k->idle != NULL) {
+		struct signer *s = k->idle;
+		k->idle = s->next;
+		signer_free(s);
+	}
+	pthread_mutex_destroy(&k->lock);
 	EVP_PKEY_free(k->pkey);
 	free(k->pub);
 	free(k);
@@ -307,6 +384,7 @@ dkim_key_load(struct dkim_selector *sel, char *err, size_t errlen)
 	fd = -1;
 
 	k = xcalloc(1, sizeof(*k));
+	pthread_mutex_init(&k->lock, NULL);
 	k->pkey = parse_key(buf, len);
 	OPENSSL_cleanse(buf, len);
 	ERR_clear_error();
@@ -359,7 +437,8 @@ dkim_key_load(struct dkim_selector *sel, char *err, size_t errlen)
 		k->pub = b64(raw, n);
 	}
 
-	/* A key that cannot sign, or whose halves disagree, fails here, not per message. */
+	/* A key that cannot sign, or whose halves disagree, fails here, not per
+	 * message; and the first signing context is ready for the first message. */
 	unsigned char dig[32], sig[1024];
 	memset(dig, 0x5a, sizeof(dig));
 	int sl = sign_digest(k, dig, sig, sizeof(sig));
@@ -386,6 +465,20 @@ dkim_key_free(struct dkim_selector *sel)
 {
 	key_destroy(sel->key);
 	sel->key = NULL;
+}
+
+int
+dkim_key_contexts(const struct dkim_selector *sel)
+{
+	struct dkim_key *k = sel->key;
+	int n;
+
+	if (k == NULL)
+		return 0;
+	pthread_mutex_lock(&k->lock);
+	n = k->made;
+	pthread_mutex_unlock(&k->lock);
+	return n;
 }
 
 const char *
@@ -415,102 +508,193 @@ struct src {
 	bool line_start, dot, eof;
 };
 
-/* Next un-stuffed byte, or -1 at the end. */
-static inline int
-src_get(struct src *s)
-{
-	for (;;) {
-		if (s->eof)
-			return -1;
-		while (s->i < s->n && s->off >= s->iov[s->i].iov_len) {
-			s->i++;
-			s->off = 0;
-		}
-		if (s->i >= s->n) {
-			s->eof = true;   /* a lone trailing "." is the terminator too */
-			return -1;
-		}
-		int ch = ((const unsigned char *)s->iov[s->i].iov_base)[s->off++];
-		if (s->line_start && ch == '.') {
-			s->line_start = false;
-			s->dot = true;
-			continue;
-		}
-		if (s->dot) {
-			s->dot = false;
-			if (ch == '\r' || ch == '\n') {
-				s->eof = true;
-				return -1;
-			}
-		}
-		s->line_start = ch == '\n';
-		return ch;
-	}
-}
-
 /* A header field inside the header block: text without its final CRLF. */
 struct field {
 	const char *p;
 	size_t len;
 	size_t namelen;                /* 0: no colon, not a field */
+	int hn;                        /* index in dkim_sign_headers, or -1 */
 };
 
-struct message {
+/*
+ * The state of one signing call, kept for the next one: the digest context
+ * and buffers that grow to the size of a message's headers once, instead
+ * of at every message.
+ */
+struct work {
+	struct work *next;
+	EVP_MD_CTX *md;                /* SHA-256: the body, then each signature */
 	struct sbuf hdr;               /* un-stuffed header block */
 	struct field *f;
 	int nf, capf;
-	unsigned char bh[32];          /* body hash */
+	struct sbuf signed_fields;     /* canonicalised fields named in h=, in h= order */
+	struct sbuf hlist;             /* the h= value, folded */
+	struct sbuf canon;             /* a signature header, canonicalised */
+	char bh[48];                   /* body hash, base64 */
 };
 
+/* Buffers larger than this are not kept for the next call. */
+#define WORK_KEEP     (64 * 1024)
+
+static pthread_mutex_t works_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct work *works_idle;
+
 static void
-add_field(struct message *m, const char *p, size_t len)
+work_destroy(struct work *w)
+{
+	EVP_MD_CTX_free(w->md);
+	free(w->hdr.p);
+	free(w->f);
+	free(w->signed_fields.p);
+	free(w->hlist.p);
+	free(w->canon.p);
+	free(w);
+}
+
+static struct work *
+work_get(void)
+{
+	struct work *w;
+
+	pthread_mutex_lock(&works_lock);
+	if ((w = works_idle) != NULL)
+		works_idle = w->next;
+	pthread_mutex_unlock(&works_lock);
+	if (w == NULL) {
+		w = xcalloc(1, sizeof(*w));
+		if ((w->md = EVP_MD_CTX_new()) == NULL) {
+			work_destroy(w);
+			return NULL;
+		}
+	}
+	w->hdr.len = w->signed_fields.len = w->hlist.len = w->canon.len = 0;
+	w->nf = 0;
+	return w;
+}
+
+static void
+sb_trim(struct sbuf *b)
+{
+	if (b->cap > WORK_KEEP) {
+		free(b->p);
+		memset(b, 0, sizeof(*b));
+	}
+}
+
+static void
+work_put(struct work *w)
+{
+	sb_trim(&w->hdr);
+	sb_trim(&w->signed_fields);
+	sb_trim(&w->hlist);
+	sb_trim(&w->canon);
+	if ((size_t)w->capf * sizeof(*w->f) > WORK_KEEP) {
+		free(w->f);
+		w->f = NULL;
+		w->capf = 0;
+	}
+	pthread_mutex_lock(&works_lock);
+	w->next = works_idle;
+	works_idle = w;
+	pthread_mutex_unlock(&works_lock);
+}
+
+static void
+works_free(void)
+{
+	pthread_mutex_lock(&works_lock);
+	while (works_idle != NULL) {
+		struct work *w = works_idle;
+		works_idle = w->next;
+		work_destroy(w);
+	}
+	pthread_mutex_unlock(&works_lock);
+}
+
+static void
+add_field(struct work *w, const char *p, size_t len)
 {
 	while (len > 0 && (p[len - 1] == '\r' || p[len - 1] == '\n'))
 		len--;
-	if (m->nf == m->capf) {
-		m->capf = m->capf ? m->capf * 2 : 32;
-		m->f = xrealloc(m->f, (size_t)m->capf * sizeof(*m->f));
+	if (w->nf == w->capf) {
+		w->capf = w->capf ? w->capf * 2 : 32;
+		w->f = xrealloc(w->f, (size_t)w->capf * sizeof(*w->f));
 	}
-	struct field *f = &m->f[m->nf++];
+	struct field *f = &w->f[w->nf++];
 	const char *colon = memchr(p, ':', len);
 	f->p = p;
 	f->len = len;
 	f->namelen = 0;
-	if (colon != NULL) {
-		size_t nl = (size_t)(colon - p);
-		while (nl > 0 && (p[nl - 1] == ' ' || p[nl - 1] == '\t'))
-			nl--;
-		f->namelen = nl;
-	}
-}
-
-/* Read the header block up to the empty line; index its fields. */
-static int
-read_headers(struct src *s, struct message *m, char *err, size_t errlen)
-{
-	size_t line = 0;
-	int ch;
-
-	while ((ch = src_get(s)) >= 0) {
-		sb_add(&m->hdr, &(char){ (char)ch }, 1);
-		if (ch != '\n')
-			continue;
-		size_t ll = m->hdr.len - line;
-		if (ll == 1 || (ll == 2 && m->hdr.p[line] == '\r')) {
-			m->hdr.len = line;   /* the empty line is not part of a field */
+	f->hn = -1;
+	if (colon == NULL)
+		return;
+	size_t nl = (size_t)(colon - p);
+	while (nl > 0 && (p[nl - 1] == ' ' || p[nl - 1] == '\t'))
+		nl--;
+	f->namelen = nl;
+	for (int i = 0; dkim_sign_headers[i] != NULL; i++)
+		if (sign_header_len[i] == nl && strncasecmp(p, dkim_sign_headers[i], nl) == 0) {
+			f->hn = i;
 			break;
 		}
-		line = m->hdr.len;
-		if (m->hdr.len > HEADERS_MAX) {
-			snprintf(err, errlen, "header block larger than %d bytes", HEADERS_MAX);
-			return -1;
+}
+
+/*
+ * Read the header block up to the empty line (un-stuffed, copied a line at
+ * a time); index its fields.
+ */
+static int
+read_headers(struct src *s, struct work *w, char *err, size_t errlen)
+{
+	size_t line = 0;
+
+	for (; !s->eof && s->i < s->n; s->i++, s->off = 0) {
+		const char *base = s->iov[s->i].iov_base;
+		size_t len = s->iov[s->i].iov_len;
+
+		while (s->off < len) {
+			char ch = base[s->off];
+			if (s->line_start) {
+				s->line_start = false;
+				if (ch == '.') {
+					s->dot = true;
+					s->off++;
+					continue;
+				}
+			}
+			if (s->dot) {
+				s->dot = false;
+				if (ch == '\r' || ch == '\n') {
+					s->eof = true;   /* "." line: the terminator */
+					goto fields;
+				}
+			}
+			const char *nl = memchr(base + s->off, '\n', len - s->off);
+			size_t n = nl ? (size_t)(nl - base) + 1 - s->off : len - s->off;
+			sb_add(&w->hdr, base + s->off, n);
+			s->off += n;
+			if (nl == NULL)
+				break;               /* the line goes on in the next piece */
+			s->line_start = true;
+			size_t ll = w->hdr.len - line;
+			if (ll == 1 || (ll == 2 && w->hdr.p[line] == '\r')) {
+				w->hdr.len = line;   /* the empty line is not part of a field */
+				goto fields;
+			}
+			line = w->hdr.len;
+			if (w->hdr.len > HEADERS_MAX) {
+				snprintf(err, errlen, "header block larger than %d bytes", HEADERS_MAX);
+				return -1;
+			}
 		}
 	}
+	s->eof = true;   /* a lone trailing "." is the terminator too */
 
+fields:
 	/* fields: a line starting with WSP continues the previous one */
-	if (m->hdr.p == NULL)
+	if (w->hdr.len == 0)
 		return 0;
-	const char *p = m->hdr.p, *end = p + m->hdr.len, *start = p;
+	const char *p = w->hdr.p, *end = p + w->hdr.len, *start = p;
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *next = nl ? nl + 1 : end;
@@ -518,7 +702,7 @@ read_headers(struct src *s, struct message *m, char *err, size_t errlen)
 			p = next;
 			continue;
 		}
-		add_field(m, start, (size_t)(next - start));
+		add_field(w, start, (size_t)(next - start));
 		start = p = next;
 	}
 	return 0;
@@ -586,18 +770,64 @@ static const unsigned char body_special[256] = {
 	['\t'] = 1, ['\n'] = 1, ['\r'] = 1, [' '] = 1,
 };
 
-/* The rest of the input after the header block; the same rules as src_get(). */
-static int
-hash_body(struct src *s, struct message *m)
-{
-	struct bodycanon b = { 0 };
-	unsigned int n = 0;
-	int ok;
+#define BYTES(b)      (0x0101010101010101ULL * (b))
 
-	if ((b.md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(b.md, sha256, NULL) != 1) {
-		EVP_MD_CTX_free(b.md);
-		return -1;
+/* 0x80 in each byte of x that is >= 0x21 (exact: no carry between bytes). */
+static inline uint64_t
+bytes_ge21(uint64_t x)
+{
+	return (((x & BYTES(0x7f)) + BYTES(0x80 - 0x21)) | x) & BYTES(0x80);
+}
+
+/* 0x80 in each byte of x that is zero (exact). */
+static inline uint64_t
+bytes_zero(uint64_t x)
+{
+	return ~(((x & BYTES(0x7f)) + BYTES(0x7f)) | x) & BYTES(0x80);
+}
+
+/*
+ * The end of the run of bytes starting at p that canonicalisation leaves
+ * as they are: bytes that are not special, and a single SP between two of
+ * them. Eight bytes at a time while each is >= 0x21 (all the special bytes
+ * are below) or an SP followed by one; the rest byte by byte.
+ */
+static inline const unsigned char *
+body_run(const unsigned char *p, const unsigned char *end)
+{
+	for (;;) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+		while (end - p > 8) {
+			uint64_t x, next, bad;
+			memcpy(&x, p, 8);
+			memcpy(&next, p + 1, 8);
+			bad = ~bytes_ge21(x) & BYTES(0x80) &
+			    ~(bytes_zero(x ^ BYTES(' ')) & bytes_ge21(next));
+			if (bad != 0) {
+				p += __builtin_ctzll(bad) / 8;
+				break;
+			}
+			p += 8;
+		}
+#endif
+		if (p < end && !body_special[*p])
+			p++;
+		else if (p + 1 < end && *p == ' ' && !body_special[p[1]])
+			p += 2;
+		else
+			return p;
 	}
+}
+
+/* The rest of the input after the header block; the same rules as read_headers(). */
+static int
+hash_body(struct src *s, struct work *w)
+{
+	struct bodycanon b = { .md = w->md };
+	unsigned int n = 0;
+
+	if (EVP_DigestInit_ex2(b.md, sha256, NULL) != 1)
+		return -1;
 	for (; !s->eof && s->i < s->n; s->i++, s->off = 0) {
 		const unsigned char *p = (const unsigned char *)s->iov[s->i].iov_base + s->off;
 		const unsigned char *end = (const unsigned char *)s->iov[s->i].iov_base +
@@ -625,16 +855,7 @@ hash_body(struct src *s, struct message *m)
 					bc_char(&b, '\r');   /* a bare CR is data */
 			}
 			if (!body_special[ch]) {
-				/* a single SP between two data bytes is already canonical */
-				const unsigned char *q = p + 1;
-				for (;;) {
-					if (q < end && !body_special[*q])
-						q++;
-					else if (q + 1 < end && *q == ' ' && !body_special[q[1]])
-						q += 2;
-					else
-						break;
-				}
+				const unsigned char *q = body_run(p + 1, end);
 				bc_char(&b, ch);
 				if (q > p + 1)
 					bc_put(&b, p + 1, (size_t)(q - p - 1));
@@ -660,20 +881,22 @@ hash_body(struct src *s, struct message *m)
 		bc_char(&b, '\r');
 	if (b.content)
 		bc_put(&b, "\r\n", 2);   /* the SMTP client adds the CRLF too */
-	ok = EVP_DigestUpdate(b.md, b.out, b.olen) == 1 &&
-	    EVP_DigestFinal_ex(b.md, m->bh, &n) == 1 && n == 32;
-	EVP_MD_CTX_free(b.md);
-	return ok ? 0 : -1;
+
+	unsigned char bh[32];
+	if (EVP_DigestUpdate(b.md, b.out, b.olen) != 1 ||
+	    EVP_DigestFinal_ex(b.md, bh, &n) != 1 || n != 32)
+		return -1;
+	EVP_EncodeBlock((unsigned char *)w->bh, bh, 32);
+	return 0;
 }
 
-/* Relaxed header canonicalisation (RFC 6376 3.4.2) of one field into out. */
+/* Relaxed header canonicalisation (RFC 6376 3.4.2) of one field, appended to out. */
 static void
 canon_header(struct sbuf *out, const char *p, size_t len, size_t namelen, bool crlf)
 {
 	const char *colon = memchr(p + namelen, ':', len - namelen);
 	bool wsp = false, started = false;
 
-	out->len = 0;
 	sb_grow(out, len + 3);
 	for (size_t i = 0; i < namelen; i++)
 		out->p[out->len++] = (char)tolower((unsigned char)p[i]);
@@ -702,21 +925,6 @@ canon_header(struct sbuf *out, const char *p, size_t len, size_t namelen, bool c
 	out->p[out->len] = '\0';
 }
 
-static bool
-name_is(const struct field *f, const char *name)
-{
-	return f->namelen == strlen(name) && strncasecmp(f->p, name, f->namelen) == 0;
-}
-
-static bool
-oversigned(const char *name)
-{
-	for (const char *const *o = dkim_oversign_headers; *o; o++)
-		if (strcasecmp(*o, name) == 0)
-			return true;
-	return false;
-}
-
 /* Append text to a header being folded at FOLD_COL; *col tracks the column. */
 static void
 fold_add(struct sbuf *b, size_t *col, const char *s, size_t n, bool may_break)
@@ -729,101 +937,97 @@ fold_add(struct sbuf *b, size_t *col, const char *s, size_t n, bool may_break)
 	*col += n;
 }
 
+/*
+ * The h= value and the canonicalised fields it names, the same for every
+ * signature of the message: each listed name takes the next instance from
+ * the bottom (RFC 6376 5.4.2); over-signed names are listed once more than
+ * they occur, matching nothing, so that an added instance breaks the
+ * signature.
+ */
+static void
+signed_fields(struct work *w)
+{
+	size_t col = 10;               /* after "\t h=" */
+	bool first = true;
+
+	for (int hn = 0; dkim_sign_headers[hn] != NULL; hn++) {
+		const char *name = dkim_sign_headers[hn];
+		int count = 0;
+		for (int i = 0; i < w->nf; i++)
+			if (w->f[i].hn == hn)
+				count++;
+		int listed = count + (sign_header_over[hn] ? 1 : 0);
+		for (int i = w->nf - 1, left = count; listed > 0; listed--) {
+			char item[64];   /* ":Name": a fold goes before the colon */
+			size_t il = first ? 0 : 1;
+			item[0] = ':';
+			memcpy(item + il, name, sign_header_len[hn]);
+			il += sign_header_len[hn];
+			fold_add(&w->hlist, &col, item, il, !first);
+			first = false;
+			if (left == 0)
+				continue;
+			while (w->f[i].hn != hn)
+				i--;
+			canon_header(&w->signed_fields, w->f[i].p, w->f[i].len, w->f[i].namelen, true);
+			i--;
+			left--;
+		}
+	}
+}
+
 /* One DKIM-Signature header for one selector, appended to out. */
 static int
-sign_one(const struct message *m, const struct dkim_conf *dc,
-    const struct dkim_selector *sel, int64_t t, struct sbuf *out,
-    struct sbuf *scratch, char *err, size_t errlen)
+sign_one(struct work *w, const struct dkim_conf *dc, const struct dkim_selector *sel,
+    int64_t t, struct sbuf *out, char *err, size_t errlen)
 {
-	const struct dkim_key *k = sel->key;
-	struct sbuf h = { 0 };
-	EVP_MD_CTX *md = NULL;
+	struct dkim_key *k = sel->key;
 	unsigned char dig[32], sig[1024];
+	char b[4 * ((sizeof(sig) + 2) / 3) + 1];
 	unsigned int dl = 0;
-	size_t col;
-	char *bh = NULL, *b = NULL;
-	int rc = -1, sl;
+	size_t start = out->len, col;
+	int sl;
 
 	if (k == NULL) {
 		snprintf(err, errlen, "dkim %s selector %s: key not loaded", dc->domain, sel->name);
 		return -1;
 	}
-	if ((md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(md, sha256, NULL) != 1) {
-		snprintf(err, errlen, "dkim: SHA-256 init failed");
-		goto out;
-	}
-
-	bh = b64(m->bh, 32);
-	sb_printf(&h, "DKIM-Signature: v=1; a=%s; c=relaxed/relaxed; d=%s; s=%s;\r\n\tt=%lld;",
+	sb_printf(out, "DKIM-Signature: v=1; a=%s; c=relaxed/relaxed; d=%s; s=%s;\r\n\tt=%lld;",
 	    k->alg == DKIM_RSA ? "rsa-sha256" : "ed25519-sha256", dc->domain, sel->name,
 	    (long long)t);
 	if (dc->expire > 0)
-		sb_printf(&h, " x=%lld;", (long long)(t + (dc->expire + 999) / 1000));
-	sb_printf(&h, " bh=%s;\r\n\th=", bh);
-	col = 10;
+		sb_printf(out, " x=%lld;", (long long)(t + (dc->expire + 999) / 1000));
+	sb_printf(out, " bh=%s;\r\n\th=", w->bh);
+	sb_add(out, w->hlist.p, w->hlist.len);
+	sb_str(out, ";\r\n\tb=");
 
-	/*
-	 * h= and the header hash together: each listed name takes the next
-	 * instance from the bottom (RFC 6376 5.4.2); over-signed names are
-	 * listed once more than they occur, matching nothing, so that an added
-	 * instance breaks the signature.
-	 */
-	bool first = true;
-	for (const char *const *hn = dkim_sign_headers; *hn; hn++) {
-		int count = 0;
-		for (int i = 0; i < m->nf; i++)
-			if (name_is(&m->f[i], *hn))
-				count++;
-		int listed = count + (oversigned(*hn) ? 1 : 0);
-		for (int i = m->nf - 1, left = count; listed > 0; listed--) {
-			char name[64];
-			int nl = snprintf(name, sizeof(name), "%s%s", first ? "" : ":", *hn);
-			fold_add(&h, &col, name, (size_t)nl, !first);
-			first = false;
-			if (left == 0)
-				continue;
-			while (!name_is(&m->f[i], *hn))
-				i--;
-			canon_header(scratch, m->f[i].p, m->f[i].len, m->f[i].namelen, true);
-			EVP_DigestUpdate(md, scratch->p, scratch->len);
-			i--;
-			left--;
-		}
-	}
-	sb_str(&h, ";\r\n\tb=");
-
-	/* the signature header itself, b= empty, no trailing CRLF */
-	canon_header(scratch, h.p, h.len, strlen("DKIM-Signature"), false);
-	if (EVP_DigestUpdate(md, scratch->p, scratch->len) != 1 ||
-	    EVP_DigestFinal_ex(md, dig, &dl) != 1 || dl != 32) {
+	/* the signed fields, then the signature header itself: b= empty, no trailing CRLF */
+	w->canon.len = 0;
+	canon_header(&w->canon, out->p + start, out->len - start, strlen("DKIM-Signature"), false);
+	if (EVP_DigestInit_ex2(w->md, sha256, NULL) != 1 ||
+	    EVP_DigestUpdate(w->md, w->signed_fields.p, w->signed_fields.len) != 1 ||
+	    EVP_DigestUpdate(w->md, w->canon.p, w->canon.len) != 1 ||
+	    EVP_DigestFinal_ex(w->md, dig, &dl) != 1 || dl != 32) {
 		snprintf(err, errlen, "dkim: SHA-256 failed");
-		goto out;
+		return -1;
 	}
 	if ((sl = sign_digest(k, dig, sig, sizeof(sig))) < 0) {
 		snprintf(err, errlen, "dkim %s selector %s: signing failed", dc->domain, sel->name);
-		goto out;
+		return -1;
 	}
-	b = b64(sig, (size_t)sl);
-	size_t blen = strlen(b);
+	size_t blen = (size_t)EVP_EncodeBlock((unsigned char *)b, sig, sl);
 	col = 10;
 	for (size_t off = 0; off < blen; ) {
 		size_t n = MIN(blen - off, (size_t)(FOLD_COL - col));
 		if (off > 0) {
-			sb_str(&h, "\r\n\t ");
+			sb_str(out, "\r\n\t ");
 			n = MIN(blen - off, (size_t)(FOLD_COL - 9));
 		}
-		sb_add(&h, b + off, n);
+		sb_add(out, b + off, n);
 		off += n;
 	}
-	sb_str(&h, "\r\n");
-	sb_add(out, h.p, h.len);
-	rc = 0;
-out:
-	EVP_MD_CTX_free(md);
-	free(h.p);
-	free(bh);
-	free(b);
-	return rc;
+	sb_str(out, "\r\n");
+	return 0;
 }
 
 char *
@@ -831,10 +1035,10 @@ dkim_sign(const struct config *c, const char *domain, const char *extra_domain,
     const struct iovec *iov, int iovcnt, char *err, size_t errlen)
 {
 	const struct dkim_conf *dc[2] = { NULL, NULL };
-	struct message m = { 0 };
-	struct sbuf out = { 0 }, scratch = { 0 };
+	struct sbuf out = { 0 };
 	struct src s = { .iov = iov, .n = iovcnt, .line_start = true };
-	int ndc = 0;
+	struct work *w;
+	int ndc = 0, nsig = 0;
 
 	if (dkim_init() < 0) {
 		snprintf(err, errlen, "dkim: SHA-256 is not available");
@@ -849,30 +1053,34 @@ dkim_sign(const struct config *c, const char *domain, const char *extra_domain,
 	}
 	if (ndc == 0)
 		return xstrdup("");
+	if ((w = work_get()) == NULL) {
+		snprintf(err, errlen, "dkim: SHA-256 init failed");
+		return NULL;
+	}
 
-	if (read_headers(&s, &m, err, errlen) < 0)
+	if (read_headers(&s, w, err, errlen) < 0)
 		goto fail;
-	/* The body hash does not depend on the key: once for all signatures. */
-	if (hash_body(&s, &m) < 0) {
+	/* The body hash and the signed fields do not depend on the key: once
+	 * for all signatures. */
+	if (hash_body(&s, w) < 0) {
 		snprintf(err, errlen, "dkim: SHA-256 failed");
 		goto fail;
 	}
+	signed_fields(w);
 	int64_t t = dkim_fixed_time ? dkim_fixed_time : (int64_t)time(NULL);
-	sb_grow(&out, 1024);
+	for (int d = 0; d < ndc; d++)
+		nsig += dc[d]->nsel;
+	sb_grow(&out, (size_t)nsig * (640 + w->hlist.len));
 	out.p[0] = '\0';
 	for (int d = 0; d < ndc; d++)
 		for (int i = 0; i < dc[d]->nsel; i++)
-			if (sign_one(&m, dc[d], &dc[d]->sel[i], t, &out, &scratch, err, errlen) < 0)
+			if (sign_one(w, dc[d], &dc[d]->sel[i], t, &out, err, errlen) < 0)
 				goto fail;
-	free(m.hdr.p);
-	free(m.f);
-	free(scratch.p);
+	work_put(w);
 	return out.p;
 
 fail:
-	free(m.hdr.p);
-	free(m.f);
-	free(scratch.p);
+	work_put(w);
 	free(out.p);
 	return NULL;
 }

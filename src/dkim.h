@@ -3,7 +3,9 @@
  * relaxed/relaxed, once per message at injection. Keys are loaded, parsed
  * and checked once at config load (missing, unreadable, malformed, short,
  * wrong algorithm or world-accessible key = config error); signing never
- * touches the file system and is safe from any number of threads.
+ * touches the file system and is safe from any number of threads. Each key
+ * keeps its prepared signing contexts, one per concurrent signer, until
+ * dkim_key_free(); dkim_shutdown() frees the state kept between calls.
  *
  * libopendkim exports dkim_init() and dkim_sign() with other prototypes;
  * ours are renamed by the macros below so that a program (the unit tests)
@@ -49,6 +51,9 @@ extern const char *const dkim_oversign_headers[];
 char *dkim_txt_record(const struct dkim_selector *sel);
 /* The p= value alone (base64), owned by the key. */
 const char *dkim_key_public(const struct dkim_selector *sel);
+/* Tests: how many signing contexts the key has made (one per thread that
+ * signed at the same time as another, not one per message). */
+int dkim_key_contexts(const struct dkim_selector *sel);
 
 /* Tests: sign with this t= (seconds) instead of the clock when non-zero. */
 extern int64_t dkim_fixed_time;

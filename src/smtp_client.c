@@ -35,6 +35,16 @@
  * refused, the reply to the final dot (or DATA's refusal) when accepted,
  * MAIL's reply when MAIL was refused, a synthesized 451 4.4.2 when the
  * connection failed under it, or a 421 the server sent mid-way.
+ *
+ * Writing (plain socket): commands collect in the bufferevent's output and
+ * out_flush() writes them straight to the socket when the outermost handler
+ * returns (leave()), with libevent's write event off; only what the socket
+ * does not take arms it, and write_cb disarms it once the output is out. So
+ * a pipelined envelope costs one writev and no epoll_ctl. A body up to
+ * BODY_COPY_MAX is read into the output with its final dot and goes in the
+ * same writev (one segment on the wire, no sendfile + a separate ".\r\n");
+ * larger ones are sent from the spool file (sendfile, or mmap under TLS).
+ * Under TLS the filter bufferevent writes by itself.
  */
 #include "config.h"
 
@@ -73,6 +83,7 @@
 #define PIPE_MAX_BYTES   (64 * 1024)
 #define MAX_REPLY_LINE   4096       /* longer is a protocol error */
 #define QUIT_TIMEOUT_MS  10000
+#define BODY_COPY_MAX    (128 * 1024)   /* bodies up to this go through memory */
 
 enum sc_state {
 	SC_INIT,        /* not connected yet */
@@ -144,7 +155,6 @@ struct smtp_conn {
 	int accepted;
 	struct smtp_reply mail_reply;
 	int body_fd;
-	bool body_crlf;                 /* the stored body ends with CRLF */
 	bool body_pending;              /* body still being written */
 	bool bogus_354;                 /* 354 with nobody accepted: "." only */
 	bool need_rset;
@@ -166,6 +176,7 @@ static pthread_mutex_t tls_lock = PTHREAD_MUTEX_INITIALIZER;
 static SSL_CTX *ctx_plain, *ctx_verify;
 
 static void state_enter(struct smtp_conn *c, enum sc_state st);
+static void out_flush(struct smtp_conn *c);
 static void try_targets(struct smtp_conn *c);
 static void conn_close(struct smtp_conn *c, const struct smtp_reply *why);
 static void ask_next(struct smtp_conn *c);
@@ -257,11 +268,16 @@ enter(struct smtp_conn *c)
 	c->depth++;
 }
 
+/* The outermost handler returns: write what it queued, or free. */
 static void
 leave(struct smtp_conn *c)
 {
-	if (--c->depth == 0 && c->dead)
+	if (--c->depth > 0)
+		return;
+	if (c->dead)
 		conn_destroy(c);
+	else
+		out_flush(c);
 }
 
 static void
@@ -431,7 +447,9 @@ start_connect(struct smtp_conn *c)
 		return -1;
 	}
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* writing is out_flush's (the connect is watched all the same) */
+	bufferevent_disable(c->bev, EV_WRITE);
+	bufferevent_enable(c->bev, EV_READ);
 	state_enter(c, SC_CONNECT);
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&sa, (int)salen) < 0) {
 		smtp_reply_set(&c->last_err, 451, "4.4.1", "connect to %s[%s]:%u: %s",
@@ -678,16 +696,78 @@ txn_begin(struct smtp_conn *c, struct txn *t)
 		txn_end(c, false);
 		return true;
 	}
-	c->body_crlf = true;
-	if (sm->body_len >= 2) {
-		char tail[2];
-		if (pread(c->body_fd, tail, 2, sm->body_off + (off_t)sm->body_len - 2) != 2 ||
-		    tail[0] != '\r' || tail[1] != '\n')
-			c->body_crlf = false;
-	} else if (sm->body_len > 0)
-		c->body_crlf = false;
 	state_enter(c, SC_MAIL);
 	return false;
+}
+
+/* len bytes at off, whatever pread(2) hands out per call; 0 or -1. */
+static int
+pread_full(int fd, char *buf, size_t len, off_t off)
+{
+	while (len > 0) {
+		ssize_t n = pread(fd, buf, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+/* The body and its final dot, from memory: one buffer, one write. */
+static int
+add_body_copy(struct smtp_conn *c, struct evbuffer *out)
+{
+	const struct spool_msg *sm = &c->txn->msg->sm;
+	struct evbuffer_iovec v;
+	char *p;
+	size_t n = sm->body_len;
+
+	if (evbuffer_reserve_space(out, (ev_ssize_t)(n + 5), &v, 1) < 1)
+		return -1;
+	p = v.iov_base;
+	if (pread_full(c->body_fd, p, n, sm->body_off) < 0)
+		return -1;                  /* nothing committed: the output is as it was */
+	if (n > 0 && (n < 2 || p[n - 2] != '\r' || p[n - 1] != '\n')) {
+		memcpy(p + n, "\r\n", 2);
+		n += 2;
+	}
+	memcpy(p + n, ".\r\n", 3);
+	v.iov_len = n + 3;
+	return evbuffer_commit_space(out, &v, 1);
+}
+
+/* The body straight from the spool file, then the final dot. */
+static int
+add_body_file(struct smtp_conn *c, struct evbuffer *out)
+{
+	const struct spool_msg *sm = &c->txn->msg->sm;
+	struct evbuffer_file_segment *seg;
+	char tail[2];
+	bool crlf;
+	int rc;
+
+	if (pread_full(c->body_fd, tail, 2, sm->body_off + (off_t)sm->body_len - 2) < 0)
+		return -1;
+	crlf = tail[0] == '\r' && tail[1] == '\n';
+	/* plaintext: sendfile(2); TLS must see the bytes: mmap (or read) */
+	seg = evbuffer_file_segment_new(c->body_fd, sm->body_off, (ev_off_t)sm->body_len,
+	    EVBUF_FS_CLOSE_ON_FREE | (c->tls_on ? EVBUF_FS_DISABLE_SENDFILE : 0));
+	if (!seg)
+		return -1;
+	c->body_fd = -1;                    /* the segment owns (and closes) it now */
+	rc = evbuffer_add_file_segment(out, seg, 0, (ev_off_t)sm->body_len);
+	evbuffer_file_segment_free(seg);
+	if (rc < 0)
+		return -1;
+	if (!crlf)
+		evbuffer_add(out, "\r\n", 2);
+	evbuffer_add(out, ".\r\n", 3);
+	return 0;
 }
 
 static void
@@ -697,21 +777,12 @@ send_body(struct smtp_conn *c)
 	const struct spool_msg *sm = &c->txn->msg->sm;
 	struct timeval tv;
 	int64_t blk = lim_ms(c->lim.data_block_timeout, 180000);
-	int rc = 0;
+	int rc;
 
-	if (sm->body_len > 0) {
-		/* plaintext: sendfile(2) straight from the spool file; TLS must
-		 * see the bytes: mmap (or read) instead */
-		struct evbuffer_file_segment *seg = evbuffer_file_segment_new(c->body_fd,
-		    sm->body_off, (ev_off_t)sm->body_len,
-		    EVBUF_FS_CLOSE_ON_FREE | (c->tls_on ? EVBUF_FS_DISABLE_SENDFILE : 0));
-
-		if (seg) {
-			c->body_fd = -1;        /* the segment owns (and closes) it now */
-			rc = evbuffer_add_file_segment(out, seg, 0, (ev_off_t)sm->body_len);
-			evbuffer_file_segment_free(seg);
-		} else
-			rc = -1;
+	rc = sm->body_len <= BODY_COPY_MAX ? add_body_copy(c, out) : add_body_file(c, out);
+	if (c->body_fd >= 0) {
+		close(c->body_fd);
+		c->body_fd = -1;
 	}
 	if (rc < 0) {
 		struct smtp_reply why;
@@ -719,9 +790,6 @@ send_body(struct smtp_conn *c)
 		conn_fail(c, &why);
 		return;
 	}
-	if (!c->body_crlf)
-		evbuffer_add(out, "\r\n", 2);
-	evbuffer_add(out, ".\r\n", 3);
 	c->body_pending = true;
 	/* no write progress for data_block_timeout: the bufferevent says so */
 	tv.tv_sec = (time_t)(blk / 1000);
@@ -877,6 +945,8 @@ start_tls(struct smtp_conn *c)
 	/* nothing the server sent before the handshake may count (RFC 3207 6) */
 	evbuffer_drain(bufferevent_get_input(c->bev),
 	    evbuffer_get_length(bufferevent_get_input(c->bev)));
+	/* the filter writes through the socket bufferevent: libevent's job now */
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	tb = bufferevent_openssl_filter_new(c->base, c->bev, ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	if (!tb) {
@@ -1194,17 +1264,59 @@ read_cb(struct bufferevent *bev, void *arg)
 	leave(c);
 }
 
+/* The output is all written: after the body, the dot timeout starts. */
+static void
+out_drained(struct smtp_conn *c)
+{
+	if (c->state == SC_DOT && c->body_pending) {
+		c->body_pending = false;
+		bufferevent_set_timeouts(c->bev, NULL, NULL);
+		arm(c, lim_ms(c->lim.dot_timeout, 600000));
+	}
+}
+
+/*
+ * Write the queued output (plain socket) while the write event is off: one
+ * writev per batch (a sendfile segment takes a call of its own). What the
+ * socket does not take arms the write event; an error too, and libevent
+ * then reports it to event_cb like any other.
+ */
+static void
+out_flush(struct smtp_conn *c)
+{
+	struct evbuffer *out;
+	evutil_socket_t fd;
+	int n = 0;
+
+	if (!c->bev || c->ssl || (bufferevent_get_enabled(c->bev) & EV_WRITE))
+		return;
+	out = bufferevent_get_output(c->bev);
+	if (evbuffer_get_length(out) == 0)
+		return;
+	fd = bufferevent_getfd(c->bev);
+	/* the bufferevent keeps its output's front frozen: thaw it for the
+	 * write, as libevent's own write callback does */
+	evbuffer_unfreeze(out, 1);
+	while (evbuffer_get_length(out) > 0 && (n = evbuffer_write(out, fd)) > 0)
+		;
+	evbuffer_freeze(out, 1);
+	if (evbuffer_get_length(out) > 0)
+		bufferevent_enable(c->bev, EV_WRITE);
+	else
+		out_drained(c);
+}
+
+/* libevent wrote the rest (it calls this at the low watermark, 0). */
 static void
 write_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_conn *c = arg;
 
-	/* output drained: after the body, the dot timeout starts */
-	if (c->state == SC_DOT && c->body_pending && bev == c->bev) {
-		c->body_pending = false;
-		bufferevent_set_timeouts(bev, NULL, NULL);
-		arm(c, lim_ms(c->lim.dot_timeout, 600000));
-	}
+	if (bev != c->bev)
+		return;
+	if (!c->ssl)
+		bufferevent_disable(bev, EV_WRITE);   /* out_flush writes directly again */
+	out_drained(c);
 }
 
 static const char *

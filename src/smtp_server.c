@@ -7,8 +7,11 @@
  * Promises:
  * - A message is acknowledged (250) only from inject's callback, i.e. after
  *   it is on stable storage. While the spool write is pending the session
- *   reads nothing more; if the client leaves meanwhile the session lingers
- *   (s->pending) until the callback, and the message is queued all the same.
+ *   takes no more commands (what arrives waits in the input buffer, bounded
+ *   by its high watermark); if the client leaves meanwhile the session
+ *   lingers (s->pending) until the callback, and the message is queued all
+ *   the same. An EOF seen then is acted on only after the commands read
+ *   before it are answered (a client may half-close after QUIT).
  * - Never an open relay: RCPT is refused (550 5.7.1) unless the client's
  *   address is in relay-from or it authenticated. AUTH is offered and
  *   accepted only under TLS, and only when the listener has auth-users.
@@ -45,10 +48,20 @@
  * dot-stuffed with dot_stuff() into the same wire form.
  *
  * Pipelining (RFC 2920): commands are taken from the input buffer in order
- * and their replies appended to the output buffer; libevent writes the
- * output once the read callback returns, so a pipelined batch gets its
- * replies in one write. STARTTLS throws away whatever was pipelined after it
+ * and their replies appended to the output buffer; out_flush() writes the
+ * output once the callback is done, so a pipelined batch gets its replies
+ * in one write.  STARTTLS throws away whatever was pipelined after it
  * (plain-text command injection, CVE-2011-0411).
+ *
+ * Syscalls per message are the cost that matters at thousands of messages
+ * a second, so the plain-socket session keeps libevent's event registrations
+ * still: reading stays enabled for the session's life (a session waiting
+ * for a job just stops taking input), and writing is not enabled at all
+ * while the socket takes what we write: out_flush() writes the replies
+ * straight to the socket and arms the write event only for what the socket
+ * refused (a slow reader), disarming it in writecb once the output is out.
+ * A reply thus costs one write(2) instead of two epoll_ctl(2) and a trip
+ * through epoll_wait(2). The TLS bufferevent writes by itself.
  *
  * Graceful stop: the listeners close, idle sessions get 421 4.3.2 at once,
  * a session in a transaction finishes it and gets 421 at its next command.
@@ -218,6 +231,7 @@ struct session {
 	bool closing;                  /* free once the output is written */
 	bool out_blocked;              /* waiting for the client to read replies */
 	bool skip_line;                /* discarding an over-long line up to its LF */
+	bool rd_eof;                   /* EOF read while a job held the input */
 	int pending;                   /* jobs (inject, auth) holding the session */
 	int errors;
 	int ntxn;
@@ -260,6 +274,7 @@ struct session {
 
 static void process_input(struct session *s);
 static void session_maybe_free(struct session *s);
+static void start_tls(struct session *s);
 static void readcb(struct bufferevent *bev, void *arg);
 static void writecb(struct bufferevent *bev, void *arg);
 static void eventcb(struct bufferevent *bev, short what, void *arg);
@@ -372,13 +387,38 @@ pause_input(struct session *s)
 		bufferevent_disable(s->bev, EV_READ);
 }
 
+/* Is the session waiting for a job (no input taken meanwhile)? */
+static bool
+in_job(const struct session *s)
+{
+	return s->state == SS_INJECT || s->state == SS_AUTH_CHECK;
+}
+
+/* An EOF read while a job held the input counts once the commands before
+ * it are answered: then the session closes after writing its replies. */
+static void
+input_eof(struct session *s)
+{
+	if (!s->rd_eof || s->dead || s->closing || s->out_blocked || in_job(s))
+		return;
+	if (s->state != SS_HELO && s->state != SS_READY)
+		log_info("event=lost sid=%s ip=%s state=%s", s->sid, s->ip,
+		    smtp_session_strstate(s->state));
+	session_close(s);
+}
+
+/* A job is done (spool, report, password check): take the commands that
+ * arrived meanwhile. Reading stayed enabled (enabling it again costs no
+ * syscall), unless an EOF stopped it. */
 static void
 resume_input(struct session *s)
 {
 	if (s->dead || s->closing || !s->bev)
 		return;
-	bufferevent_enable(s->bev, EV_READ);
+	if (!s->rd_eof)
+		bufferevent_enable(s->bev, EV_READ);
 	process_input(s);
+	input_eof(s);
 }
 
 static void
@@ -526,10 +566,60 @@ session_free(struct session *s)
 	free(s);
 }
 
-/* Called last by every top-level callback: free when nothing needs s. */
+/* The output is all written: what waited for that can go on. */
+static void
+out_drained(struct session *s)
+{
+	if (s->tls_next && s->state == SS_STARTTLS) {
+		start_tls(s);
+		return;
+	}
+	if (s->out_blocked) {
+		s->out_blocked = false;
+		process_input(s);
+		input_eof(s);
+	}
+}
+
+/*
+ * Write the queued replies (plain socket): straight to the socket while
+ * the write event is off, so a reply costs one write(2) and no epoll_ctl(2);
+ * what the socket does not take arms the write event (writecb disarms it
+ * once all is out). A write error also goes to libevent, which reports it
+ * to eventcb like any other.
+ */
+static void
+out_flush(struct session *s)
+{
+	for (;;) {
+		struct evbuffer *out;
+		int n;
+
+		if (s->dead || !s->bev || s->tls_bev ||
+		    (bufferevent_get_enabled(s->bev) & EV_WRITE))
+			return;
+		out = bufferevent_get_output(s->bev);
+		if (evbuffer_get_length(out) == 0)
+			return;
+		/* the bufferevent keeps its output's front frozen; thaw it for
+		 * the write as libevent's own write callback does */
+		evbuffer_unfreeze(out, 1);
+		n = evbuffer_write(out, s->fd);
+		evbuffer_freeze(out, 1);
+		if (n < 0 || evbuffer_get_length(out) > 0) {
+			bufferevent_enable(s->bev, EV_WRITE);
+			return;
+		}
+		out_drained(s);             /* may queue more */
+	}
+}
+
+/* Called last by every top-level callback: write what it queued, free when
+ * nothing needs s. */
 static void
 session_maybe_free(struct session *s)
 {
+	out_flush(s);
 	if (s->dead && s->bev)
 		session_drop_bev(s);          /* close the socket now, even if a job is pending */
 	if (s->pending > 0)
@@ -639,10 +729,13 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	bufferevent_setcb(s->bev, readcb, writecb, eventcb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, s->maxline + IN_SLACK);
 	set_timeouts(s);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	/* a new bufferevent has EV_WRITE enabled; writing is out_flush's */
+	bufferevent_disable(s->bev, EV_WRITE);
+	bufferevent_enable(s->bev, EV_READ);
 	log_info("event=connect sid=%s ip=%s port=%u listener=%s relay=%s tls-offered=%s",
 	    s->sid, s->ip, s->port, l->name, s->relay_ip ? "yes" : "no", cfg->ssl ? "yes" : "no");
 	greet(s);
+	session_maybe_free(s);
 }
 
 /* ---- EHLO / HELO ---- */
@@ -1361,7 +1454,6 @@ report_submit(struct session *s)
 	j->in = in;
 	s->pending++;
 	set_state(s, SS_INJECT);
-	pause_input(s);
 	jobs_submit(report_work, report_done, j);
 }
 
@@ -1426,7 +1518,6 @@ finish_message(struct session *s)
 	in->arg = s;
 	s->pending++;
 	set_state(s, SS_INJECT);
-	pause_input(s);
 	inject_submit(in);
 }
 
@@ -1569,7 +1660,6 @@ auth_submit(struct session *s, const char *user, const char *pass)
 	j->pass = xstrdup(pass);
 	s->pending++;
 	set_state(s, SS_AUTH_CHECK);
-	pause_input(s);
 	jobs_submit(auth_work, auth_done, j);
 }
 
@@ -1884,21 +1974,15 @@ readcb(struct bufferevent *bev, void *arg)
 	session_maybe_free(s);
 }
 
+/* The output is written (libevent calls this only at the low watermark, 0). */
 static void
 writecb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
-	if (s->tls_next && s->state == SS_STARTTLS &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-		start_tls(s);
-		session_maybe_free(s);
-		return;
-	}
-	if (s->out_blocked && evbuffer_get_length(bufferevent_get_output(bev)) < OUT_HIGH / 2) {
-		s->out_blocked = false;
-		process_input(s);
-	}
+	if (!s->tls_bev)
+		bufferevent_disable(bev, EV_WRITE);   /* out_flush writes directly again */
+	out_drained(s);
 	session_maybe_free(s);
 }
 
@@ -1912,6 +1996,11 @@ eventcb(struct bufferevent *bev, short what, void *arg)
 			tls_established(s);
 			process_input(s);
 		}
+	} else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && in_job(s)) {
+		/* the job has the session, not the client: keep reading */
+		bufferevent_enable(bev, EV_READ);
+	} else if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && in_job(s)) {
+		s->rd_eof = true;              /* resume_input acts on it */
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		if ((what & BEV_EVENT_READING) && !s->closing) {
 			log_info("event=timeout sid=%s ip=%s state=%s", s->sid, s->ip,

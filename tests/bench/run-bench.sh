@@ -9,7 +9,8 @@
 #   SUPPRESS  0 skips the suppression-list scenario (suppress-bench.sh), run last
 #   CAMPAIGN  0 skips the campaign scenario (campaign-bench.sh: 1M recipients), run last
 # Results: one line per system on stdout, TSV and logs under /tmp/peerbench/results.
-# First, the bandit simulation (tests/bench/bandit-sim.c; BANDIT_SIM_ARGS passes options).
+# First, the bandit simulation (tests/bench/bandit-sim.c; BANDIT_SIM_ARGS passes options),
+# then the DKIM signing cost (tests/bench/dkim-bench.c).
 set -euo pipefail
 srcdir=${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 builddir=${builddir:-$srcdir/build}
@@ -17,8 +18,17 @@ harness=${BENCH_HARNESS:-$srcdir/../shared/bench/run.sh}
 
 # Variant choice (Thompson sampling): a simulation, no daemon, no root.
 #   BENCH=bandit runs only this part.
-"$builddir/tests/bench/bandit-sim" ${BANDIT_SIM_ARGS:-}
-[ "${BENCH:-}" = bandit ] && exit 0
+if [ "${BENCH:-}" != dkim ]; then
+	"$builddir/tests/bench/bandit-sim" ${BANDIT_SIM_ARGS:-}
+	[ "${BENCH:-}" = bandit ] && exit 0
+	echo
+fi
+
+# DKIM signing alone (tests/bench/dkim-bench.c): us per RSA-2048 signature of
+# an 8 KB message next to the bare RSA operation (medians of per-call CPU
+# time; overhead_us is all that signing adds to RSA). BENCH=dkim runs only this.
+"$builddir/tests/bench/dkim-bench" 3000 8192 1 rsa
+[ "${BENCH:-}" = dkim ] && exit 0
 echo
 
 [ -x "$harness" ] || { echo "bench: harness not found at $harness (set BENCH_HARNESS)" >&2; exit 1; }

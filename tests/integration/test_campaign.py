@@ -397,21 +397,26 @@ def test_suppressed_recipients_are_skipped(sluiced, receiver):
     assert len(rx.messages) == 1
 
 
-def test_requests_share_a_connection_around_a_streamed_body(sluiced, receiver):
-    """The stream filter keeps HTTP/1.1 keep-alive working: an ordinary
-    request, a streamed NDJSON one (chunked upload) and another ordinary
-    one on the same connection."""
+def control_connection(d):
+    """A keep-alive HTTP/1.1 connection to the control socket."""
     import http.client
     import socket
-    rx = receiver()
-    d = sluiced(conf(rx))
 
     class Conn(http.client.HTTPConnection):
         def connect(self):
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.settimeout(20)
             self.sock.connect(d.control)
-    c = Conn("localhost")
+    return Conn("localhost")
+
+
+def test_requests_share_a_connection_around_a_streamed_body(sluiced, receiver):
+    """The stream filter keeps HTTP/1.1 keep-alive working: an ordinary
+    request, a streamed NDJSON one (chunked upload) and another ordinary
+    one on the same connection."""
+    rx = receiver()
+    d = sluiced(conf(rx))
+    c = control_connection(d)
     c.request("GET", "/v1/status")
     r = c.getresponse()
     assert r.status == 200 and json.loads(r.read())["workers"] == 2
@@ -435,17 +440,9 @@ def test_chunked_ordinary_request_then_streamed_on_one_connection(sluiced, recei
     """A chunked body that is not streamed (POST /v1/messages) goes to
     evhttp as it came; the filter still finds where it ends, so a streamed
     request and another ordinary one follow on the same connection."""
-    import http.client
-    import socket
     rx = receiver()
     d = sluiced(conf(rx))
-
-    class Conn(http.client.HTTPConnection):
-        def connect(self):
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(20)
-            self.sock.connect(d.control)
-    c = Conn("localhost")
+    c = control_connection(d)
     msg = json.dumps({"from": "a@src.test", "to": "chunk@dst.test", "subject": "c",
                       "text": "x" * 5000}).encode()
 

@@ -389,6 +389,68 @@ def test_client_gone_while_spooling(sluiced, receiver):
     rx.wait_for(2)
 
 
+def test_half_close_after_pipelined_quit(sluiced, receiver):
+    """The client pipelines the end of the data and QUIT, then shuts down
+    its sending side while the message is being spooled: the EOF waits
+    until the 250 and the 221 are written, then the session closes."""
+    d, rx = start(sluiced, receiver)
+    c = greeted(d)
+    c.send(b"MAIL FROM:<half@src.test>\r\nRCPT TO:<b@dst.test>\r\nDATA\r\n")
+    assert [r[0] for r in c.replies(3)] == [250, 250, 354]
+    c.send(MSG + b".\r\nQUIT\r\n")
+    c.sock.shutdown(socket.SHUT_WR)
+    code, lines = c.reply()
+    assert code == 250 and "queued as" in lines[0], lines
+    assert c.reply() == (221, ["2.0.0 Bye"])
+    assert c.closed()
+    assert rx.wait_for(1)[0].mail_from == "half@src.test"
+
+
+def test_half_close_after_the_dot(sluiced, receiver):
+    """EOF right after the final dot: the message is still acknowledged to
+    a client that keeps reading, and the session then closes."""
+    d, rx = start(sluiced, receiver)
+    c = greeted(d)
+    c.send(b"MAIL FROM:<half2@src.test>\r\nRCPT TO:<b@dst.test>\r\nDATA\r\n")
+    assert [r[0] for r in c.replies(3)] == [250, 250, 354]
+    c.send(MSG + b".\r\n")
+    c.sock.shutdown(socket.SHUT_WR)
+    code, lines = c.reply()
+    assert code == 250 and "queued as" in lines[0], lines
+    assert c.closed()
+    assert rx.wait_for(1)[0].mail_from == "half2@src.test"
+
+
+def test_client_that_does_not_read_its_replies(sluiced, receiver):
+    """Replies are written straight to the socket; when the client does not
+    read them the rest waits for the socket, the session stops taking
+    commands above its output limit and goes on once the client reads, and
+    every reply arrives, in order."""
+    import threading
+    import time
+    d, rx = start(sluiced, receiver)
+    c = greeted(d)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    n = 400000                     # 5.6 MB of replies: more than the socket buffers hold
+    batch = (b"NOOP\r\n" * n + b"MAIL FROM:<slow@src.test>\r\nRCPT TO:<b@dst.test>\r\n"
+             b"DATA\r\n" + MSG + b".\r\nQUIT\r\n")
+    sender = threading.Thread(target=c.send, args=(batch,))
+    sender.start()
+    time.sleep(scaled(1))          # the server fills its buffers meanwhile
+    noop = b"250 2.0.0 Ok\r\n"
+    got = b""
+    while len(got) < n * len(noop):
+        chunk = c.sock.recv(1 << 20)
+        assert chunk, "connection closed after %d bytes" % len(got)
+        got += chunk
+    sender.join(scaled(30))
+    assert got[:n * len(noop)] == noop * n
+    c.buf = got[n * len(noop):]
+    assert [r[0] for r in c.replies(5)] == [250, 250, 354, 250, 221]
+    assert c.closed()
+    assert rx.wait_for(1)[0].mail_from == "slow@src.test"
+
+
 def test_swaks_pipelining_and_chunking(sluiced, receiver):
     import shutil
     import subprocess

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -532,6 +533,16 @@ test_body_hash_matches_libopendkim(void **state)
 		"trailing spaces   \r\n  leading\r\n\t\r\n \r\nend \t\r\n\r\n",
 		"a\tb  c \t d\r\n\r\n\r\nx\r\n",
 		"8bit \xe2\x82\xac \xc3\xa9\r\n",
+		/* long lines: the eight-bytes-at-a-time scan meets every case at
+		 * every offset (single SP, SP runs, TAB, CR, controls, 8-bit) */
+		"abcdefgh ijklmnop qrstuvw xyz01234567 89 a b c d e f g h i j k l mnopqrstu\r\n"
+		"abcdefg  hijklmn\topqrstu \tvwxyz0123456 \x01" "abcdefg\x1f hijklmn \x7f\xff"
+		"\x80 xyzabcdefghijklmnop\tqrstuvwxyz0123456789ab \r\n"
+		"0123456 789abcde f0123456789abcdef 0123456789abcdef0 123456789abcdef \r\n"
+		"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9 \xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9  "
+		"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9 x",
+		"1234567 1234567  1234567\t1234567 \x0b" "1234567 1234567 1234567 1234567 1234567 "
+		"1234567 1234567 1234567 1234567 1234567 1234567 1234567 1234567 1234567 1234567\r\n",
 	};
 	struct testconf t = { 0 };
 	(void)state;
@@ -724,6 +735,132 @@ test_folding(void **state)
 	tc_free(&t);
 }
 
+/*
+ * Signing contexts and call state are reused: signatures made on two threads
+ * at once, from the same keys, are byte for byte those made one at a time
+ * (RSA PKCS#1 v1.5 and Ed25519 are deterministic), and those verify.
+ */
+#define THREAD_MSGS 12
+#define THREAD_ROUNDS 8
+
+struct signing_thread {
+	struct testconf *t;
+	char **msgs;
+	char *sigs[THREAD_MSGS * THREAD_ROUNDS];
+	int first;
+};
+
+static void *
+signing_thread(void *arg)
+{
+	struct signing_thread *st = arg;
+	struct iovec iov;
+	char err[256];
+
+	for (int k = 0; k < THREAD_MSGS * THREAD_ROUNDS; k++) {
+		int m = (st->first + k) % THREAD_MSGS;
+		iov.iov_base = st->msgs[m];
+		iov.iov_len = strlen(st->msgs[m]);
+		st->sigs[k] = dkim_sign(&st->t->c, "example.com", "esp.example.net", &iov, 1,
+		    err, sizeof(err));
+	}
+	return NULL;
+}
+
+static void
+test_threads_reuse_contexts(void **state)
+{
+	struct testconf t = { 0 };
+	struct signing_thread th[2];
+	pthread_t tid[2];
+	char *msgs[THREAD_MSGS], *ref[THREAD_MSGS];
+	int n;
+	(void)state;
+	tc_add(&t, "example.com", 0, 2, "s1", DKIM_RSA, path_rsa, "e1", DKIM_ED25519, path_ed);
+	tc_add(&t, "esp.example.net", 0, 1, "s2", DKIM_RSA, path_rsa1);
+	publish(&t);
+	dkim_fixed_time = (int64_t)time(NULL) - 10;
+
+	/* one at a time: the load's test signature made each key's one context */
+	for (int m = 0; m < THREAD_MSGS; m++) {
+		msgs[m] = xasprintf("From: a@example.com\r\nSubject: message %d\r\n"
+		    "To: b@example.org\r\n\r\nbody %d\r\n%.*s\r\n", m, m, m * 40,
+		    "..line  with\tspaces ..line  with\tspaces ..line  with\tspaces "
+		    "..line  with\tspaces ..line  with\tspaces ..line  with\tspaces "
+		    "..line  with\tspaces ..line  with\tspaces ..line  with\tspaces "
+		    "..line  with\tspaces ..line  with\tspaces ..line  with\tspaces "
+		    "..line  with\tspaces ..line  with\tspaces ..line  with\tspaces "
+		    "..line  with\tspaces ..line  with\tspaces ..line  with\tspaces ");
+		ref[m] = sign_str(&t, "example.com", "esp.example.net", msgs[m]);
+		assert_int_equal(count(ref[m], "DKIM-Signature:"), 3);
+		assert_int_equal(verify_signed(ref[m], msgs[m], &n), 3);
+	}
+	assert_int_equal(dkim_key_contexts(&t.sel[0][0]), 1);
+	assert_int_equal(dkim_key_contexts(&t.sel[0][1]), 1);
+	assert_int_equal(dkim_key_contexts(&t.sel[1][0]), 1);
+
+	for (int i = 0; i < 2; i++) {
+		th[i] = (struct signing_thread){ .t = &t, .msgs = msgs, .first = i * 5 };
+		assert_int_equal(pthread_create(&tid[i], NULL, signing_thread, &th[i]), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_join(tid[i], NULL), 0);
+	for (int i = 0; i < 2; i++)
+		for (int k = 0; k < THREAD_MSGS * THREAD_ROUNDS; k++) {
+			int m = (th[i].first + k) % THREAD_MSGS;
+			assert_non_null(th[i].sigs[k]);
+			assert_string_equal(th[i].sigs[k], ref[m]);
+			free(th[i].sigs[k]);
+		}
+	/* at most one context per thread that signed at the same time */
+	for (int s = 0; s < 2; s++) {
+		assert_in_range(dkim_key_contexts(&t.sel[0][s]), 1, 2);
+	}
+	assert_in_range(dkim_key_contexts(&t.sel[1][0]), 1, 2);
+	dkim_fixed_time = 0;
+	for (int m = 0; m < THREAD_MSGS; m++) {
+		free(msgs[m]);
+		free(ref[m]);
+	}
+	tc_free(&t);
+}
+
+/* State kept between calls carries nothing over from one message to the next. */
+static void
+test_state_between_calls(void **state)
+{
+	struct testconf t = { 0 };
+	struct sbuf big = { 0 };
+	int n;
+	(void)state;
+	tc_add(&t, "example.com", 0, 1, "s1", DKIM_RSA, path_rsa);
+	publish(&t);
+	dkim_fixed_time = (int64_t)time(NULL) - 10;
+
+	dkim_shutdown();   /* nothing kept: the reference is made from scratch */
+	char *fresh = sign_str(&t, "example.com", NULL, MSG);
+
+	/* a message with more fields, signed names and a header block larger
+	 * than what is kept, then MSG again on the state it left */
+	for (int i = 0; i < 700; i++)
+		sb_printf(&big, "%s: r%d@example.org %0100d\r\n", i % 100 ? "X-Pad" : "To", i, i);
+	sb_str(&big, "From: z@example.com\r\nSubject: big\r\n\r\nbig body\r\n");
+	char *bigsig = sign_str(&t, "example.com", NULL, big.p);
+	assert_int_equal(verify_signed(bigsig, big.p, &n), 1);
+	char *again = sign_str(&t, "example.com", NULL, MSG);
+	assert_string_equal(fresh, again);
+
+	/* a message without a header block or body */
+	char *empty = sign_str(&t, "example.com", NULL, "");
+	assert_int_equal(count(empty, "DKIM-Signature:"), 1);
+	char *after = sign_str(&t, "example.com", NULL, MSG);
+	assert_string_equal(fresh, after);
+
+	dkim_fixed_time = 0;
+	free(fresh); free(bigsig); free(again); free(empty); free(after); free(big.p);
+	tc_free(&t);
+}
+
 int
 main(void)
 {
@@ -744,6 +881,8 @@ main(void)
 		cmocka_unit_test(test_domains_and_expiry),
 		cmocka_unit_test(test_unloaded_key_is_error),
 		cmocka_unit_test(test_folding),
+		cmocka_unit_test(test_threads_reuse_contexts),
+		cmocka_unit_test(test_state_between_calls),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
