@@ -1043,8 +1043,9 @@ message_json(struct qmsg *m)
 {
 	json_t *o = json_object(), *rcpts = json_array(), *meta = json_object();
 	const struct spool_msg *sm = &m->sm;
+	char mb[QMSG_META_BUF];
 
-	pthread_mutex_lock(&m->lock);
+	qmsg_lock(m);
 	json_object_set_new(o, "id", json_text(sm->id));
 	json_object_set_new(o, "sender", json_text(sm->sender));
 	json_object_set_new(o, "created", json_time(sm->created_ms));
@@ -1058,7 +1059,7 @@ message_json(struct qmsg *m)
 	    "dsn", (sm->flags & MF_DSN) != 0, "dkim_signed", (sm->flags & MF_SIGNED) != 0));
 	for (int i = 0; i < sm->nmeta; i++)
 		if (sm->meta[i].key != NULL)
-			json_object_set_new(meta, sm->meta[i].key, json_text(sm->meta[i].value));
+			json_object_set_new(meta, sm->meta[i].key, json_text(qmsg_meta_at(m, i, mb)));
 	json_object_set_new(o, "meta", meta);
 	json_object_set_new(o, "deleted", json_boolean(m->deleted));
 	for (int i = 0; i < sm->nrcpt; i++) {
@@ -1070,7 +1071,7 @@ message_json(struct qmsg *m)
 		    "next_attempt", r->state == RS_QUEUED && !m->deleted ?
 		        (r->next_ms > 0 ? json_time(r->next_ms) : json_string("now")) : json_null()));
 	}
-	pthread_mutex_unlock(&m->lock);
+	qmsg_unlock(m);
 	json_object_set_new(o, "recipients", rcpts);
 	return o;
 }

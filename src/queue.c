@@ -29,6 +29,7 @@
 #include "engage.h"
 #include "hygiene.h"
 #include "log.h"
+#include "qalloc.h"
 #include "queue.h"
 #include "site.h"
 #include "smtp_parse.h"
@@ -66,12 +67,49 @@ queue_shutdown(void)
 	id_hash = NULL;
 }
 
+/*
+ * Message locks: a fixed table, a message hashed to one by its address (a
+ * mutex in each message was 40 of its bytes). Nobody holds two: finish,
+ * queue_outcome and the control API's message view take one, touch that
+ * message's recipients and status records, and let go.
+ */
+#define MSG_LOCKS 256
+static pthread_mutex_t msg_locks[MSG_LOCKS];
+static pthread_once_t msg_locks_once = PTHREAD_ONCE_INIT;
+
+static void
+msg_locks_init(void)
+{
+	for (int i = 0; i < MSG_LOCKS; i++)
+		pthread_mutex_init(&msg_locks[i], NULL);
+}
+
+static pthread_mutex_t *
+msg_lock_of(const struct qmsg *m)
+{
+	pthread_once(&msg_locks_once, msg_locks_init);
+	/* Fibonacci hashing of the address: its low bits are alignment */
+	uint64_t h = (uint64_t)(uintptr_t)m * 0x9E3779B97F4A7C15ull;
+	return &msg_locks[h >> 56];
+}
+
+void
+qmsg_lock(const struct qmsg *m)
+{
+	pthread_mutex_lock(msg_lock_of(m));
+}
+
+void
+qmsg_unlock(const struct qmsg *m)
+{
+	pthread_mutex_unlock(msg_lock_of(m));
+}
+
 struct qmsg *
 qmsg_new(void)
 {
 	struct qmsg *m = xcalloc(1, sizeof(*m));
 	atomic_init(&m->refs, 1);
-	pthread_mutex_init(&m->lock, NULL);
 	return m;
 }
 
@@ -90,10 +128,12 @@ qmsg_unref(struct qmsg *m)
 	}
 	pthread_mutex_unlock(&id_lock);
 	atomic_fetch_sub(&qstats.messages, 1);
-	pthread_mutex_destroy(&m->lock);
-	if (!m->packed)
+	if (m->packed)
+		qfree(m, m->blksz);
+	else {
 		spool_msg_free(&m->sm);
-	free(m);
+		free(m);
+	}
 }
 
 /*
@@ -103,6 +143,79 @@ qmsg_unref(struct qmsg *m)
  * they cost about twice what the bytes need.
  */
 static const char *const common_keys[] = { "message_id", "from_domain" };
+/* The key of an elided Message-ID "<ID@HOST>" (its value is HOST): the
+ * same text as "message_id", told apart by its address. */
+static const char mid_key[] = "message_id";
+
+/*
+ * Host names of elided Message-IDs, interned (never freed): in practice
+ * the configured hostname, so a handful. Past MID_HOSTS the Message-ID is
+ * simply stored.
+ */
+#define MID_HOSTS 64
+static const char *mid_hosts[MID_HOSTS];
+static int nmid_hosts;
+static pthread_mutex_t mid_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *
+mid_host_intern(const char *h, size_t len)
+{
+	const char *found = NULL;
+
+	pthread_mutex_lock(&mid_lock);
+	for (int i = 0; i < nmid_hosts && found == NULL; i++)
+		if (strncmp(mid_hosts[i], h, len) == 0 && mid_hosts[i][len] == '\0')
+			found = mid_hosts[i];
+	if (found == NULL && nmid_hosts < MID_HOSTS)
+		found = mid_hosts[nmid_hosts++] = xstrndup(h, len);
+	pthread_mutex_unlock(&mid_lock);
+	return found;
+}
+
+/* HOST (interned) when v is "<ID@HOST>" for m's own id, else NULL. */
+static const char *
+mid_elide(const struct spool_msg *m, const char *v)
+{
+	size_t len = strlen(v);
+
+	if (len < QID_LEN + 4 || v[0] != '<' || memcmp(v + 1, m->id, QID_LEN) != 0 ||
+	    v[1 + QID_LEN] != '@' || v[len - 1] != '>' || len - QID_LEN - 3 > 255)
+		return NULL;
+	const char *h = v + QID_LEN + 2;
+	size_t hlen = len - QID_LEN - 3;
+	if (memchr(h, '>', hlen) != NULL)
+		return NULL;
+	return mid_host_intern(h, hlen);
+}
+
+/* The sender's domain when v is it (from_domain usually is), else NULL. */
+static const char *
+sender_domain_is(const char *sender, const char *v)
+{
+	const char *at = sender ? strrchr(sender, '@') : NULL;
+
+	return at && strcmp(at + 1, v) == 0 ? at + 1 : NULL;
+}
+
+const char *
+qmsg_meta_at(const struct qmsg *m, int i, char buf[QMSG_META_BUF])
+{
+	const struct spool_meta *e = &m->sm.meta[i];
+
+	if (e->key != mid_key)
+		return e->value;
+	snprintf(buf, QMSG_META_BUF, "<%s@%s>", m->sm.id, e->value);
+	return buf;
+}
+
+const char *
+qmsg_meta(const struct qmsg *m, const char *key, char buf[QMSG_META_BUF])
+{
+	for (int i = 0; i < m->sm.nmeta; i++)
+		if (strcmp(m->sm.meta[i].key, key) == 0)
+			return qmsg_meta_at(m, i, buf);
+	return NULL;
+}
 
 static size_t
 str_need(const char *s)
@@ -121,43 +234,49 @@ str_put(char **at, const char *s)
 	return p;
 }
 
-static char *
-key_put(char **at, const char *k)
+static const char *
+common_key(const char *k)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(common_keys); i++)
 		if (strcmp(k, common_keys[i]) == 0)
-			return (char *)common_keys[i];
-	return str_put(at, k);
+			return common_keys[i];
+	return NULL;
 }
 
-static size_t
-key_need(const char *k)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(common_keys); i++)
-		if (strcmp(k, common_keys[i]) == 0)
-			return 0;
-	return str_need(k);
-}
+/* How a meta entry is packed: key and value stored, shared or elided. */
+struct meta_plan {
+	const char *key;                /* shared key, or NULL: stored */
+	const char *value;              /* shared value (or mid host), or NULL: stored */
+};
 
-/* Returns the packed copy of old (which is freed); old must be unshared. */
+/*
+ * A packed copy of o's envelope, with refs = 1; o is left as it is. The
+ * block: qmsg, qrcpts, spool_rcpts, spool_metas, then the strings.
+ */
 static struct qmsg *
-qmsg_pack(struct qmsg *old)
+pack_sm(const struct spool_msg *o)
 {
-	if (old->packed)
-		return old;
-	const struct spool_msg *o = &old->sm;
 	size_t n = (size_t)o->nrcpt, nm = (size_t)o->nmeta;
 	size_t sz = sizeof(struct qmsg) + n * sizeof(struct qrcpt) +
 	    n * sizeof(struct spool_rcpt) + nm * sizeof(struct spool_meta);
+	struct meta_plan plan_local[8], *plan = nm <= 8 ? plan_local : xmalloc(nm * sizeof(*plan));
 
 	sz += str_need(o->sender) + str_need(o->pool) + str_need(o->campaign) +
 	    str_need(o->envid);
-	for (size_t i = 0; i < nm; i++)
-		sz += key_need(o->meta[i].key) + str_need(o->meta[i].value);
+	for (size_t i = 0; i < nm; i++) {
+		const char *k = o->meta[i].key, *v = o->meta[i].value;
+		plan[i].key = common_key(k);
+		plan[i].value = NULL;
+		if (plan[i].key == common_keys[0] && (plan[i].value = mid_elide(o, v)) != NULL)
+			plan[i].key = mid_key;
+		else if (plan[i].key == common_keys[1])
+			plan[i].value = sender_domain_is(o->sender, v);
+		sz += (plan[i].key ? 0 : str_need(k)) + (plan[i].value ? 0 : str_need(v));
+	}
 	for (size_t i = 0; i < n; i++)
 		sz += str_need(o->rcpts[i].addr) + str_need(o->rcpts[i].orcpt);
 
-	struct qmsg *m = xmalloc(sz);
+	struct qmsg *m = qalloc(sz);
 	memset(m, 0, sizeof(*m));
 	struct qrcpt *q = (struct qrcpt *)(m + 1);
 	struct spool_rcpt *rc = (struct spool_rcpt *)(q + n);
@@ -173,20 +292,34 @@ qmsg_pack(struct qmsg *old)
 	m->sm.campaign = str_put(&at, o->campaign);
 	m->sm.envid = str_put(&at, o->envid);
 	for (size_t i = 0; i < nm; i++) {
-		me[i].key = key_put(&at, o->meta[i].key);
-		me[i].value = str_put(&at, o->meta[i].value);
+		me[i].key = plan[i].key ? (char *)plan[i].key : str_put(&at, o->meta[i].key);
+		if (plan[i].key == common_keys[1] && plan[i].value)
+			me[i].value = (char *)sender_domain_is(m->sm.sender, plan[i].value);
+		else
+			me[i].value = plan[i].value ? (char *)plan[i].value : str_put(&at, o->meta[i].value);
 	}
 	for (size_t i = 0; i < n; i++) {
 		rc[i] = o->rcpts[i];
 		rc[i].addr = str_put(&at, o->rcpts[i].addr);
 		rc[i].orcpt = str_put(&at, o->rcpts[i].orcpt);
 	}
-	atomic_init(&m->refs, atomic_load(&old->refs));
-	pthread_mutex_init(&m->lock, NULL);
-	m->deleted = old->deleted;
+	atomic_init(&m->refs, 1);
 	m->packed = true;
+	m->blksz = (uint32_t)sz;
+	if (plan != plan_local)
+		free(plan);
+	return m;
+}
 
-	pthread_mutex_destroy(&old->lock);
+/* Returns the packed copy of old (which is freed); old must be unshared. */
+static struct qmsg *
+qmsg_pack(struct qmsg *old)
+{
+	if (old->packed)
+		return old;
+	struct qmsg *m = pack_sm(&old->sm);
+	atomic_init(&m->refs, atomic_load(&old->refs));
+	m->deleted = old->deleted;
 	spool_msg_free(&old->sm);
 	free(old);
 	return m;
@@ -381,7 +514,7 @@ finish(struct qrcpt *r, enum rcpt_state state)
 {
 	struct qmsg *m = r->msg;
 
-	pthread_mutex_lock(&m->lock);
+	qmsg_lock(m);
 	struct spool_rcpt *sr = &m->sm.rcpts[r->idx];
 	sr->state = (uint8_t)state;
 	if (state == RS_DELETED)
@@ -391,7 +524,7 @@ finish(struct qrcpt *r, enum rcpt_state state)
 			log_warn("event=spool-remove-failed id=%s", m->sm.id);
 	} else
 		spool_record(&m->sm, (int)r->idx, state, sr->attempts, 0);
-	pthread_mutex_unlock(&m->lock);
+	qmsg_unlock(m);
 	atomic_fetch_sub(&qstats.recipients, 1);
 	qmsg_unref(m);          /* r is part of m */
 }
@@ -529,9 +662,12 @@ queue_add(struct qmsg *m)
  * Restart: load every spool file, spread the messages over the workers in
  * batches (one hand-off per LOAD_BATCH messages: posting them one by one
  * costs a wake-up of the worker and a lock hand-over each, which was most
- * of a restart with a million messages queued).
+ * of a restart with a million messages queued). The spool is read by
+ * SCAN_THREADS threads (spool_scan), each with its own batches: enough
+ * reads in flight for the disk when the files are not in the page cache.
  */
 #define LOAD_BATCH 256
+#define SCAN_THREADS 8
 
 struct load_batch {
 	int n;
@@ -562,31 +698,27 @@ load_flush(struct load_state *ls, int w)
 }
 
 static void
-load_one(uint32_t slot, int fd, void *arg)
+load_one(uint32_t slot, char *buf, size_t len, void *arg)
 {
 	struct load_state *ls = arg;
-	struct qmsg *m = qmsg_new();
+	struct spool_msg sm;
 	char err[256], path[PATH_MAX];
 
-	int rc = spool_load_fd(fd, &m->sm, err, sizeof(err));
+	int rc = spool_load_buf(buf, len, &sm, err, sizeof(err));
 	if (rc < 0) {
 		spool_file(slot, path, sizeof(path));
-		if (rc == -1) {
-			log_warnx("event=spool-discard path=%s reason=\"%s\"", path, err);
-			spool_remove(slot);
-		} else
-			log_warnx("event=spool-unreadable path=%s reason=\"%s\" msg=\"kept; will be loaded at the next start\"", path, err);
+		log_warnx("event=spool-discard path=%s reason=\"%s\"", path, err);
+		spool_remove(slot);
 		ls->bad++;
-		pthread_mutex_destroy(&m->lock);
-		free(m);
 		return;
 	}
-	m->sm.slot = slot;
-	campaign_note_spooled(&m->sm);
+	sm.slot = slot;
+	campaign_note_spooled(&sm);
 	/* packed here, so the loose copy is freed before the next file is
 	 * read: the scan outruns the workers, and a million loose envelopes
 	 * waiting in their mailboxes would be the process's peak */
-	m = qmsg_pack(m);
+	struct qmsg *m = pack_sm(&sm);
+	spool_msg_free(&sm);
 	int w = ls->next++ % nworkers;
 	if (ls->batch[w] == NULL)
 		ls->batch[w] = xcalloc(1, sizeof(struct load_batch));
@@ -599,15 +731,25 @@ load_one(uint32_t slot, int fd, void *arg)
 long
 queue_load_spool(void)
 {
-	struct load_state ls = { 0 };
+	struct load_state ls[SCAN_THREADS];
+	void *args[SCAN_THREADS];
+	long loaded = 0, bad = 0;
 
-	ls.batch = xcalloc((size_t)nworkers, sizeof(*ls.batch));
-	spool_scan(load_one, &ls);
-	for (int w = 0; w < nworkers; w++)
-		load_flush(&ls, w);
-	free(ls.batch);
-	log_info("event=spool-loaded messages=%ld discarded=%ld", ls.loaded, ls.bad);
-	return ls.loaded;
+	for (int t = 0; t < SCAN_THREADS; t++) {
+		ls[t] = (struct load_state){ .next = t };
+		ls[t].batch = xcalloc((size_t)nworkers, sizeof(*ls[t].batch));
+		args[t] = &ls[t];
+	}
+	spool_scan(SCAN_THREADS, load_one, args);
+	for (int t = 0; t < SCAN_THREADS; t++) {
+		for (int w = 0; w < nworkers; w++)
+			load_flush(&ls[t], w);
+		free(ls[t].batch);
+		loaded += ls[t].loaded;
+		bad += ls[t].bad;
+	}
+	log_info("event=spool-loaded messages=%ld discarded=%ld", loaded, bad);
+	return loaded;
 }
 
 /* Routing */
@@ -820,35 +962,26 @@ queue_route(struct qrcpt *r)
 
 /* Outcomes */
 
-static const char *
-meta(const struct qmsg *m, const char *key)
-{
-	for (int i = 0; i < m->sm.nmeta; i++)
-		if (strcmp(m->sm.meta[i].key, key) == 0)
-			return m->sm.meta[i].value;
-	return NULL;
-}
-
 static void
 outcome_event(const char *type, struct qrcpt *r, const struct smtp_reply *rep,
     const struct attempt_info *ai, int attempt, int64_t next_ms, const struct bounce_class *bcl)
 {
 	const struct qmsg *m = r->msg;
 	struct jbuf j;
-	char reply[1200];
+	char reply[1200], mb[QMSG_META_BUF];
 
 	smtp_reply_fmt(rep, reply, sizeof(reply));
 	jb_init(&j);
 	jb_str(&j, "type", type);
 	jb_str(&j, "id", m->sm.id);
-	jb_str(&j, "message_id", meta(m, "message_id"));
+	jb_str(&j, "message_id", qmsg_meta(m, "message_id", mb));
 	jb_str(&j, "sender", m->sm.sender);
 	jb_str(&j, "recipient", qrcpt_addr(r));
 	jb_str(&j, "campaign", m->sm.campaign);
 	/* a campaign message's segment, variant and list-health flag (campaign.c) */
-	jb_str(&j, "segment", meta(m, "segment"));
-	jb_str(&j, "variant", meta(m, "variant"));
-	if (meta(m, "trap_suspect") != NULL)
+	jb_str(&j, "segment", qmsg_meta(m, "segment", mb));
+	jb_str(&j, "variant", qmsg_meta(m, "variant", mb));
+	if (qmsg_meta(m, "trap_suspect", mb) != NULL)
 		jb_bool(&j, "trap_suspect", true);
 	jb_str(&j, "pool", m->sm.pool);
 	jb_str(&j, "source", ai->source);
@@ -860,7 +993,7 @@ outcome_event(const char *type, struct qrcpt *r, const struct smtp_reply *rep,
 	jb_int(&j, "code", rep->code);
 	if (rep->enh[0])
 		jb_str(&j, "status", rep->enh);
-	jb_str(&j, "scheduled_at", meta(m, "scheduled_at"));
+	jb_str(&j, "scheduled_at", qmsg_meta(m, "scheduled_at", mb));
 	if (strcmp(type, "delivery") != 0) {
 		struct bounce_class bc;
 		if (bcl != NULL)
@@ -890,13 +1023,14 @@ record_send(struct qrcpt *r)
 	const struct qmsg *m = r->msg;
 	struct verp_send vs;
 	const char *v;
+	char mb[QMSG_META_BUF];
 
 	memset(&vs, 0, sizeof(vs));
 	vs.time = now_ms();
 	snprintf(vs.rcpt, sizeof(vs.rcpt), "%s", qrcpt_addr(r));
 	snprintf(vs.sender, sizeof(vs.sender), "%s", m->sm.sender);
 	snprintf(vs.campaign, sizeof(vs.campaign), "%s", m->sm.campaign ? m->sm.campaign : "");
-	snprintf(vs.message_id, sizeof(vs.message_id), "%s", (v = meta(m, "message_id")) ? v : "");
+	snprintf(vs.message_id, sizeof(vs.message_id), "%s", (v = qmsg_meta(m, "message_id", mb)) ? v : "");
 	snprintf(vs.pool, sizeof(vs.pool), "%s", m->sm.pool ? m->sm.pool : "");
 	verp_record(m->sm.id, r->idx, &vs);
 }
@@ -925,9 +1059,9 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 	int64_t now = now_ms();
 	int attempt;
 
-	pthread_mutex_lock(&m->lock);
+	qmsg_lock(m);
 	attempt = ++sr->attempts;
-	pthread_mutex_unlock(&m->lock);
+	qmsg_unlock(m);
 
 	if (cls == 2) {
 		outcome_event("delivery", r, rep, ai, attempt, 0, NULL);
@@ -996,9 +1130,9 @@ queue_outcome(struct qrcpt *r, const struct smtp_reply *rep, const struct attemp
 	log_info("event=deferred id=%s rcpt=%s site=%s code=%d attempt=%d next_in_ms=%" PRId64,
 	    m->sm.id, qrcpt_addr(r), ai->site ? ai->site : "-", rep->code, attempt, next - now);
 	atomic_fetch_add(&qstats.transient, 1);
-	pthread_mutex_lock(&m->lock);
+	qmsg_lock(m);
 	sr->next_ms = next;
 	spool_record(&m->sm, (int)r->idx, RS_QUEUED, attempt, next);
-	pthread_mutex_unlock(&m->lock);
+	qmsg_unlock(m);
 	sched_at(r, next);
 }

@@ -26,19 +26,39 @@ struct site_limits;
  * then its qrcpts (one per recipient), then the envelope's arrays and
  * strings (sm.rcpts, sm.meta, addresses ...). Its members must not be
  * freed or replaced one by one after queue_add; scalars (a recipient's
- * state, attempts, next_ms) change in place under lock. A qrcpt is never
- * freed on its own: letting go of one is qmsg_unref(r->msg) (or
+ * state, attempts, next_ms) change in place under qmsg_lock(). A qrcpt is
+ * never freed on its own: letting go of one is qmsg_unref(r->msg) (or
  * queue_forget / queue_drop / queue_outcome, which do it).
+ *
+ * A million queued one-recipient messages are a million of these blocks,
+ * so they come from slabs apart from short-lived allocations (qalloc.h)
+ * and are kept small: no mutex of their own (qmsg_lock hashes the
+ * message to one of a fixed set), the meta value "from_domain" points into
+ * the sender when it is the sender's domain, and a Message-ID of the shape
+ * sluice generates, "<ID@HOST>", is not stored: its meta entry has the key
+ * QMSG_MID_KEY and the value HOST (interned), and qmsg_meta() rebuilds it.
+ * Read meta values through qmsg_meta / qmsg_meta_at, not sm.meta[] directly.
  */
 struct qmsg {
 	struct spool_msg sm;           /* envelope, recipients' stored state */
 	atomic_int refs;               /* qrcpts alive + temporary holders */
 	atomic_int left;               /* recipients not finished */
-	pthread_mutex_t lock;          /* sm.rcpts[] updates, status records */
 	struct qmsg *hnext;            /* global id hash chain */
 	bool deleted;                  /* DELETE /v1/messages/ID: drop as seen */
 	bool packed;                   /* one block with its qrcpts and strings */
+	uint32_t blksz;                /* packed: the block's size (qalloc.h) */
 };
+
+/* The lock of m's mutable state (sm.rcpts[] updates, status records). */
+void qmsg_lock(const struct qmsg *m);
+void qmsg_unlock(const struct qmsg *m);
+
+/* Room for a rebuilt Message-ID: "<" ID "@" HOST ">" and its NUL. */
+#define QMSG_META_BUF (QID_LEN + 260)
+/* m's meta value for key, or NULL; buf holds a rebuilt one. */
+const char *qmsg_meta(const struct qmsg *m, const char *key, char buf[QMSG_META_BUF]);
+/* Value of m's i-th meta entry (key: m->sm.meta[i].key). */
+const char *qmsg_meta_at(const struct qmsg *m, int i, char buf[QMSG_META_BUF]);
 
 struct qrcpt {
 	struct qmsg *msg;

@@ -560,44 +560,69 @@ spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen)
 	return rc;
 }
 
+/* Read all of fd from its start into *buf (NUL after the last byte). */
+static int
+read_whole(int fd, char **buf, size_t *cap, size_t *len)
+{
+	size_t have = 0;
+
+	for (;;) {
+		if (have + 1 >= *cap) {
+			*cap = *cap ? *cap * 2 : 16384;
+			*buf = xrealloc(*buf, *cap);
+		}
+		ssize_t r = pread(fd, *buf + have, *cap - 1 - have, (off_t)have);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		have += (size_t)r;
+	}
+	(*buf)[have] = '\0';
+	*len = have;
+	return 0;
+}
+
 int
 spool_load_fd(int fd, struct spool_msg *m, char *err, size_t errlen)
 {
 	struct stat st;
-	char *buf = NULL, *hcopy = NULL, *t;
-	size_t cap = 0, have = 0, tlen;
-	char *hend = NULL;
-	int rc = -1, version;
+	char *buf = NULL;
+	size_t cap = 0, len;
+	int rc;
 
 	memset(m, 0, sizeof(*m));
 	if (fstat(fd, &st) < 0) {
 		snprintf(err, errlen, "cannot stat: %s", strerror(errno));
-		rc = -2;
-		goto out;
+		return -2;
 	}
-	/* read until the header's blank line; a version 2 file is read whole
-	 * (its checksum covers envelope and message), so ask for all of it */
-	for (;;) {
-		if (have + 4096 > cap) {
-			cap = cap ? cap * 2 : 16384;
-			if (cap < (size_t)st.st_size + 1 && st.st_size < (off_t)(64 << 20))
-				cap = (size_t)st.st_size + 1;
-			buf = xrealloc(buf, cap + 1);
-		}
-		ssize_t r = pread(fd, buf + have, cap - have, (off_t)have);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			snprintf(err, errlen, "read error: %s", strerror(errno));
-			rc = -2;
-			goto out;
-		}
-		have += (size_t)r;
-		buf[have] = '\0';
-		hend = strstr(buf, "\n\n");
-		if (hend || r == 0)
-			break;
+	/* a version 2 file is read whole: its checksum covers envelope and
+	 * message */
+	if (st.st_size < (off_t)(64 << 20))
+		cap = (size_t)st.st_size + 2;
+	buf = xmalloc(cap);
+	if (read_whole(fd, &buf, &cap, &len) < 0) {
+		snprintf(err, errlen, "read error: %s", strerror(errno));
+		free(buf);
+		return -2;
 	}
+	rc = spool_load_buf(buf, len, m, err, errlen);
+	free(buf);
+	return rc;
+}
+
+int
+spool_load_buf(char *buf, size_t len, struct spool_msg *m, char *err, size_t errlen)
+{
+	char *hcopy = NULL, *t, *hend;
+	size_t tlen;
+	int rc = -1, version;
+
+	memset(m, 0, sizeof(*m));
+	buf[len] = '\0';
+	hend = strstr(buf, "\n\n");     /* the envelope has no NUL: one hides it */
 	if (hend == NULL) {
 		snprintf(err, errlen, "partial file (no end of envelope)");
 		goto out;
@@ -609,54 +634,14 @@ spool_load_fd(int fd, struct spool_msg *m, char *err, size_t errlen)
 	m->body_off = (off_t)hlen;
 	size_t tail = hlen + m->body_len;
 	size_t endlen = version == 1 ? sizeof(end_marker) - 1 : END_LINE_LEN;
-	if ((size_t)st.st_size < tail + endlen || m->body_len > (size_t)st.st_size) {
+	if (m->body_len > len || len < tail + endlen) {
 		snprintf(err, errlen, "partial file (body cut short)");
 		goto out;
 	}
+	t = buf + tail;
+	tlen = len - tail;
 	if (version == 1) {
-		/* legacy: envelope, then the tail from the END marker on */
-		tlen = (size_t)st.st_size - tail;
-		t = xmalloc(tlen + 1);
-		ssize_t r = pread(fd, t, tlen, (off_t)tail);
-		if (r < 0) {
-			snprintf(err, errlen, "read error: %s", strerror(errno));
-			free(t);
-			rc = -2;
-			goto out;
-		}
-		tlen = (size_t)r;
-		free(buf);
-		buf = t;
-		t = buf;
-	} else {
-		/* the whole file */
-		if (cap < (size_t)st.st_size) {
-			cap = (size_t)st.st_size;
-			buf = xrealloc(buf, cap + 1);
-		}
-		while (have < (size_t)st.st_size) {
-			ssize_t r = pread(fd, buf + have, (size_t)st.st_size - have, (off_t)have);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0) {
-				snprintf(err, errlen, "read error: %s", strerror(errno));
-				rc = -2;
-				goto out;
-			}
-			if (r == 0)
-				break;
-			have += (size_t)r;
-		}
-		buf[have] = '\0';
-		if (have < tail + endlen) {
-			snprintf(err, errlen, "partial file (body cut short)");
-			goto out;
-		}
-		t = buf + tail;
-		tlen = have - tail;
-	}
-	if (version == 1) {
-		if (tlen < endlen || memcmp(t, end_marker, endlen) != 0) {
+		if (memcmp(t, end_marker, endlen) != 0) {
 			snprintf(err, errlen, "partial file (no END marker)");
 			goto out;
 		}
@@ -682,7 +667,6 @@ out:
 	if (rc != 0)
 		spool_msg_free(m);
 	free(hcopy);
-	free(buf);
 	return rc;
 }
 
@@ -744,28 +728,82 @@ spool_remove(uint32_t slot)
 	return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -1 : 0;
 }
 
-/* One slot file at startup: a message for cb, or a spare. */
-static bool
-scan_slot(int dfd, const char *name, uint32_t slot, void (*cb)(uint32_t, int, void *),
-    void *arg)
-{
-	char head[6];
-	struct stat st;
-	bool msg = false;
-	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+/*
+ * The startup scan. With a million messages queued it reads a million small
+ * files, and after a reboot (or when the page cache has let them go) each
+ * one costs the disk an inode and a data block read. So: several threads,
+ * each taking whole bucket directories in turn (the disk gets a queue of
+ * reads to reorder, and the parsing runs on every core); a bucket's files
+ * are read in inode order (ext4 keeps a directory's inodes together, and
+ * their data in the same order); and a file costs open, read until EOF
+ * (two reads for a message of ordinary size) and close. O_NOATIME: reading
+ * a million files must not write a million inodes.
+ */
+struct scan_ent {
+	uint64_t ino;
+	uint32_t slot;
+};
 
+struct scan_thread {
+	pthread_t tid;
+	spool_scan_fn cb;
+	void *arg;
+	char *buf;                      /* the file being read, grown as needed */
+	size_t cap;
+	long n;                         /* files handed to cb */
+	uint32_t next;                  /* highest slot seen + 1 */
+};
+
+static _Atomic int scan_next_bucket;
+
+static int
+cmp_ino(const void *a, const void *b)
+{
+	const struct scan_ent *x = a, *y = b;
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+static int
+open_noatime(int dfd, const char *name)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOATIME);
+
+	/* O_NOATIME needs the file's owner (or CAP_FOWNER) */
+	if (fd < 0 && errno == EPERM)
+		fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+	return fd;
+}
+
+/* One slot file at startup: a message for cb, or a spare. */
+static void
+scan_slot(struct scan_thread *st, int dfd, uint32_t slot)
+{
+	char name[12];
+	size_t len;
+
+	snprintf(name, sizeof(name), "%" PRIu32, slot);
+	int fd = open_noatime(dfd, name);
 	if (fd < 0) {
 		log_warn("event=spool-unreadable slot=%" PRIu32, slot);
-		return false;
+		return;
 	}
-	if (pread(fd, head, sizeof(head), 0) == (ssize_t)sizeof(head) &&
-	    memcmp(head, "SLUICE", sizeof(head)) == 0) {
-		cb(slot, fd, arg);
-		msg = true;
-	} else if (fstat(fd, &st) < 0 || !spare_push(slot, st.st_size))
-		unlinkat(dfd, name, 0);
+	if (read_whole(fd, &st->buf, &st->cap, &len) < 0) {
+		log_warn("event=spool-unreadable slot=%" PRIu32, slot);
+		close(fd);
+		return;
+	}
 	close(fd);
-	return msg;
+	if (len >= 6 && memcmp(st->buf, "SLUICE", 6) == 0) {
+		st->cb(slot, st->buf, len, st->arg);
+		st->n++;
+	} else if (!spare_push(slot, (off_t)len))
+		unlinkat(dfd, name, 0);
+	/* one huge message must not pin its buffer for the rest of the scan */
+	if (st->cap > (1u << 20)) {
+		free(st->buf);
+		st->buf = NULL;
+		st->cap = 0;
+	}
 }
 
 static bool
@@ -783,11 +821,94 @@ slot_name(const char *name, uint32_t *slot)
 	return true;
 }
 
-long
-spool_scan(void (*cb)(uint32_t slot, int fd, void *arg), void *arg)
+/* Bucket i: its slot files in inode order, then an older sluice's names. */
+static void
+scan_bucket(struct scan_thread *st, int i)
 {
 	char path[PATH_MAX], b[3];
-	uint32_t next = 0, legacy_k = 1u << 20;
+	struct scan_ent *ents = NULL;
+	size_t nents = 0, capents = 0;
+	char **legacy = NULL;
+	size_t nlegacy = 0;
+	uint32_t slot, legacy_k = 1u << 20;
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	bucket_name(i, b);
+	snprintf(path, sizeof(path), "%s/q/%s", spool_dir, b);
+	/* a descriptor of its own: bucket_fd[i]'s offset is not ours to move */
+	if ((fd = openat(bucket_fd[i], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    (d = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		log_warn("event=spool-unreadable path=%s", path);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (slot_name(de->d_name, &slot) && slot % NBUCKETS == (uint32_t)i) {
+			if (nents == capents) {
+				capents = capents ? capents * 2 : 256;
+				ents = xrealloc(ents, sizeof(*ents) * capents);
+			}
+			ents[nents++] = (struct scan_ent){ de->d_ino, slot };
+		} else if (strncmp(de->d_name, "t.", 2) == 0) {
+			/* an older sluice's write cut short by a crash */
+			if (unlinkat(bucket_fd[i], de->d_name, 0) == 0)
+				log_info("event=spool-partial-removed path=%s/%s", path, de->d_name);
+		} else {
+			/* an older sluice's q/XX/ID or f.SEQ: renamed to a slot
+			 * once readdir is done with this directory */
+			legacy = xrealloc(legacy, sizeof(*legacy) * (nlegacy + 1));
+			legacy[nlegacy++] = xstrdup(de->d_name);
+		}
+	}
+	closedir(d);
+	qsort(ents, nents, sizeof(*ents), cmp_ino);
+	for (size_t k = 0; k < nents; k++) {
+		st->next = MAX(st->next, ents[k].slot + 1);
+		scan_slot(st, bucket_fd[i], ents[k].slot);
+	}
+	free(ents);
+	for (size_t k = 0; k < nlegacy; k++) {
+		char name[12];
+		int r;
+		/* numbers far above new slots' (slot_next starts after them) */
+		do {
+			slot = (uint32_t)i + NBUCKETS * legacy_k++;
+			snprintf(name, sizeof(name), "%" PRIu32, slot);
+			r = renameat2(bucket_fd[i], legacy[k], bucket_fd[i], name, RENAME_NOREPLACE);
+		} while (r < 0 && errno == EEXIST);
+		if (r == 0) {
+			st->next = MAX(st->next, slot + 1);
+			scan_slot(st, bucket_fd[i], slot);
+		} else
+			log_warn("event=spool-rename-failed path=%s/%s", path, legacy[k]);
+		free(legacy[k]);
+	}
+	free(legacy);
+}
+
+static void *
+scan_run(void *arg)
+{
+	struct scan_thread *st = arg;
+	int i;
+
+	while ((i = atomic_fetch_add(&scan_next_bucket, 1)) < NBUCKETS)
+		scan_bucket(st, i);
+	free(st->buf);
+	st->buf = NULL;
+	return NULL;
+}
+
+long
+spool_scan(int nthreads, spool_scan_fn cb, void *const *args)
+{
+	char path[PATH_MAX];
+	uint32_t next = 0;
 	long n = 0;
 	DIR *d;
 	struct dirent *de;
@@ -805,50 +926,28 @@ spool_scan(void (*cb)(uint32_t slot, int fd, void *arg), void *arg)
 		}
 		closedir(d);
 	}
-	for (int i = 0; i < NBUCKETS; i++) {
-		char **legacy = NULL;
-		size_t nlegacy = 0;
-		uint32_t slot;
-
-		bucket_name(i, b);
-		snprintf(path, sizeof(path), "%s/q/%s", spool_dir, b);
-		if ((d = opendir(path)) == NULL)
-			continue;
-		while ((de = readdir(d)) != NULL) {
-			if (de->d_name[0] == '.')
-				continue;
-			if (slot_name(de->d_name, &slot) && slot % NBUCKETS == (uint32_t)i) {
-				next = MAX(next, slot + 1);
-				n += scan_slot(bucket_fd[i], de->d_name, slot, cb, arg);
-			} else if (strncmp(de->d_name, "t.", 2) == 0) {
-				/* an older sluice's write cut short by a crash */
-				if (unlinkat(bucket_fd[i], de->d_name, 0) == 0)
-					log_info("event=spool-partial-removed path=%s/%s", path, de->d_name);
-			} else {
-				/* an older sluice's q/XX/ID or f.SEQ: renamed to a slot
-				 * once readdir is done with this directory */
-				legacy = xrealloc(legacy, sizeof(*legacy) * (nlegacy + 1));
-				legacy[nlegacy++] = xstrdup(de->d_name);
-			}
-		}
-		closedir(d);
-		for (size_t k = 0; k < nlegacy; k++) {
-			char name[12];
-			int r;
-			do {
-				slot = (uint32_t)i + NBUCKETS * legacy_k++;
-				snprintf(name, sizeof(name), "%" PRIu32, slot);
-				r = renameat2(bucket_fd[i], legacy[k], bucket_fd[i], name, RENAME_NOREPLACE);
-			} while (r < 0 && errno == EEXIST);
-			if (r == 0) {
-				next = MAX(next, slot + 1);
-				n += scan_slot(bucket_fd[i], name, slot, cb, arg);
-			} else
-				log_warn("event=spool-rename-failed path=%s/%s", path, legacy[k]);
-			free(legacy[k]);
-		}
-		free(legacy);
+	if (nthreads < 1)
+		nthreads = 1;
+	struct scan_thread *st = xcalloc((size_t)nthreads, sizeof(*st));
+	atomic_store(&scan_next_bucket, 0);
+	for (int t = 0; t < nthreads; t++) {
+		st[t].cb = cb;
+		st[t].arg = args[t];
 	}
+	/* thread 0 is the caller; a thread that cannot start leaves its
+	 * buckets to the others */
+	int started = 1;
+	for (int t = 1; t < nthreads; t++, started++)
+		if (pthread_create(&st[t].tid, NULL, scan_run, &st[t]) != 0)
+			break;
+	scan_run(&st[0]);
+	for (int t = 1; t < started; t++)
+		pthread_join(st[t].tid, NULL);
+	for (int t = 0; t < started; t++) {
+		n += st[t].n;
+		next = MAX(next, st[t].next);
+	}
+	free(st);
 	atomic_store(&slot_next, MAX(next, atomic_load(&slot_next)));
 	return n;
 }

@@ -51,18 +51,20 @@ struct spool_rcpt {
 
 struct spool_meta { char *key, *value; };   /* X-Sluice-* values, e.g. "campaign" */
 
+/* Fields ordered so that a queued message wastes no padding (queue.h). */
 struct spool_msg {
 	char id[QID_LEN + 1];
+	int priority;                   /* higher first; default 0 */
 	int64_t created_ms;
 	char *sender;                   /* "" = null reverse-path */
-	uint32_t flags;                 /* MF_* */
-	int priority;                   /* higher first; default 0 */
 	char *pool, *campaign, *envid;  /* may be NULL */
-	struct spool_meta *meta; int nmeta;
-	struct spool_rcpt *rcpts; int nrcpt;
-	uint32_t slot;                  /* its file; set by spool_write / spool_scan */
+	struct spool_meta *meta;
+	struct spool_rcpt *rcpts;
 	off_t body_off;                 /* set by spool_write / spool_load */
 	size_t body_len;
+	uint32_t flags;                 /* MF_* */
+	int nmeta, nrcpt;
+	uint32_t slot;                  /* its file; set by spool_write / spool_scan */
 };
 
 /*
@@ -92,10 +94,13 @@ int spool_open(const struct spool_msg *m);
  * Read a message's envelope and status records (not the body). Returns 0;
  * -1 with err set for a partial file (no END marker) or a corrupt one,
  * which may be removed; -2 for an I/O error (open, read), which must not.
- * spool_load_fd reads an open file from its start (it does not close fd).
+ * spool_load_fd reads an open file from its start (it does not close fd);
+ * spool_load_buf parses a whole file already read (buf[len] must be
+ * writable: it is set to NUL; buf is changed).
  */
 int spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen);
 int spool_load_fd(int fd, struct spool_msg *m, char *err, size_t errlen);
+int spool_load_buf(char *buf, size_t len, struct spool_msg *m, char *err, size_t errlen);
 void spool_msg_free(struct spool_msg *m);   /* frees members, not m */
 
 /* Append a status record for recipient idx of m (O_APPEND, one write). */
@@ -109,14 +114,19 @@ uint32_t spool_crc32c(uint32_t crc, const void *buf, size_t len);
 int spool_remove(uint32_t slot);
 
 /*
- * Walk the spool at startup: cb(slot, fd, arg) for every file that starts
- * with "SLUICE" (a message, or a torn rewrite: spool_load_fd tells them
- * apart; fd is open for reading and closed after cb returns). Other slot
- * files become spares; tmp/ is emptied; an older sluice's files (q/XX/ID,
- * f.SEQ) are renamed to slots, t.* removed. Returns the number of files
- * handed to cb.
+ * Walk the spool at startup with nthreads threads (the caller and
+ * nthreads - 1 more; each reads whole bucket directories, a bucket's files
+ * in inode order): cb(slot, buf, len, args[t]) on thread t for every file
+ * that starts with "SLUICE" (a message, or a torn rewrite:
+ * spool_load_buf tells them apart), buf its whole content (len bytes,
+ * writable up to buf[len], valid until cb returns). Every such file is
+ * handed over exactly once; calls on different threads run concurrently.
+ * Other slot files become spares; tmp/ is emptied; an older sluice's files
+ * (q/XX/ID, f.SEQ) are renamed to slots, t.* removed. Returns the number
+ * of files handed to cb.
  */
-long spool_scan(void (*cb)(uint32_t slot, int fd, void *arg), void *arg);
+typedef void (*spool_scan_fn)(uint32_t slot, char *buf, size_t len, void *arg);
+long spool_scan(int nthreads, spool_scan_fn cb, void *const *args);
 
 /* Dot-stuffing helpers (wire form). */
 /* Append src (raw lines, CRLF or bare LF) to dst in wire form: CRLF line

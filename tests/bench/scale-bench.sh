@@ -9,7 +9,11 @@
 #     recipient queued and ready (spool scan + queueing + routing),
 #   - RSS after the restart.
 #   scale-bench.sh [MSGS] [RCPTS] [SIZE]     (defaults 10000 100 8192)
-# One line of results on stdout; KEEP=1 keeps the run directory.
+# One line of results on stdout (anon = RssAnon: the heap, without the
+# store's and the binary's file pages); KEEP=1 keeps the run directory,
+# SNAP=PREFIX saves sluiced's /proc smaps to PREFIX.queued.smaps and
+# PREFIX.restarted.smaps; COLD=1 restarts once more after dropping the page
+# cache (restart_cold: every spool file read from the disk; needs root).
 set -euo pipefail
 MSGS=${1:-10000}
 RCPTS=${2:-100}
@@ -106,7 +110,10 @@ t2=$(now)
 read -r nq _ < <(queued)
 rss_q=$(rss VmRSS)
 hwm_q=$(rss VmHWM)
+anon_q=$(rss RssAnon)
+[ -z "${SNAP:-}" ] || cat "/proc/$spid/smaps" >"$SNAP.queued.smaps"
 read -r q_best q_worst < <(ctl_time)
+echo "queued $nq: rss=${rss_q}MB anon=${anon_q}MB queue_cmd=$q_best-${q_worst}s" >&2
 
 # restart with everything queued
 kill -TERM "$spid"
@@ -117,13 +124,31 @@ wait_ready 600
 t4=$(now)
 rss_r=$(rss VmRSS)
 hwm_r=$(rss VmHWM)
+anon_r=$(rss RssAnon)
+[ -z "${SNAP:-}" ] || cat "/proc/$spid/smaps" >"$SNAP.restarted.smaps"
 read -r r_best r_worst < <(ctl_time)
 files=$(find "$dir/spool/q" -type f ! -name 'f.*' ! -name 't.*' | wc -l)
+# COLD=1: once more with the page cache dropped, so the scan reads every
+# spool file from the disk (the case after a reboot; needs root)
+cold=-1
+if [ -n "${COLD:-}" ]; then
+	kill -TERM "$spid"
+	wait "$spid" 2>/dev/null || true
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	t5=$(now)
+	start
+	wait_ready 600
+	cold=$(awk -v a="$t5" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}')
+	echo "restart_cold=${cold}s" >&2
+fi
 
 awk -v m="$MSGS" -v r="$RCPTS" -v n="$total" -v s="$SIZE" -v t0="$t0" -v t1="$t1" -v t2="$t2" \
-    -v t3="$t3" -v t4="$t4" -v rq="$rss_q" -v hq="$hwm_q" -v rr="$rss_r" -v hr="$hwm_r" \
-    -v qb="$q_best" -v qw="$q_worst" -v rb="$r_best" -v rw="$r_worst" -v f="$files" -v nq="$nq" 'BEGIN {
+    -v t3="$t3" -v t4="$t4" -v rq="$rss_q" -v hq="$hwm_q" -v rr="$rss_r" -v hr="$hwm_r" -v aq="$anon_q" -v ar="$anon_r" \
+    -v qb="$q_best" -v qw="$q_worst" -v rb="$r_best" -v rw="$r_worst" -v f="$files" -v nq="$nq" -v cold="$cold" 'BEGIN {
 	printf "scale msgs=%d rcpts/msg=%d recipients=%d queued=%d size=%d spool_files=%d inject=%.1fs (%.0f msg/s) queued_after=%.1fs " \
-	    "rss=%dMB peak=%dMB (%.0f B/rcpt) queue_cmd=%.3f-%.3fs restart_to_ready=%.1fs rss_after_restart=%dMB peak=%dMB queue_cmd_after=%.3f-%.3fs\n",
-	    m, r, n, nq, s, f, t1 - t0, m / (t1 - t0), t2 - t0, rq, hq, rq * 1048576 / nq, qb, qw,
-	    t4 - t3, rr, hr, rb, rw }'
+	    "rss=%dMB peak=%dMB anon=%dMB (%.0f B/rcpt) queue_cmd=%.3f-%.3fs restart_to_ready=%.1fs rss_after_restart=%dMB peak=%dMB anon=%dMB (%.0f B/rcpt) queue_cmd_after=%.3f-%.3fs%s",
+	    m, r, n, nq, s, f, t1 - t0, m / (t1 - t0), t2 - t0, rq, hq, aq, rq * 1048576 / nq, qb, qw,
+	    t4 - t3, rr, hr, ar, rr * 1048576 / nq, rb, rw, (cold >= 0 ? " " : "\n")
+	if (cold >= 0)
+		printf "restart_cold=%.1fs\n", cold }'

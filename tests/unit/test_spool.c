@@ -645,22 +645,46 @@ struct seen {
 	int n;
 };
 
-/* The scan hands over open files: load each to see what it is. */
+/* The scan hands over whole files: load each to see what it is. */
 static void
-scan_cb(uint32_t slot, int fd, void *arg)
+scan_cb(uint32_t slot, char *buf, size_t len, void *arg)
 {
 	struct seen *s = arg;
 	struct spool_msg l;
 	char err[256];
 
 	assert_true(s->n < 16);
+	assert_int_equal(buf[len], '\0');
 	s->slots[s->n] = slot;
 	s->ids[s->n][0] = '\0';
-	if (spool_load_fd(fd, &l, err, sizeof(err)) == 0) {
+	if (spool_load_buf(buf, len, &l, err, sizeof(err)) == 0) {
 		snprintf(s->ids[s->n], sizeof(s->ids[0]), "%s", l.id);
 		spool_msg_free(&l);
 	}
 	s->n++;
+}
+
+/* spool_scan with SCAN_T threads, each with its own record, merged in s. */
+#define SCAN_T 4
+static long
+scan_all(struct seen *s)
+{
+	struct seen per[SCAN_T];
+	void *args[SCAN_T];
+
+	for (int t = 0; t < SCAN_T; t++) {
+		per[t].n = 0;
+		args[t] = &per[t];
+	}
+	long n = spool_scan(SCAN_T, scan_cb, args);
+	for (int t = 0; t < SCAN_T; t++)
+		for (int i = 0; i < per[t].n; i++) {
+			assert_true(s->n < 16);
+			s->slots[s->n] = per[t].slots[i];
+			memcpy(s->ids[s->n], per[t].ids[i], sizeof(s->ids[0]));
+			s->n++;
+		}
+	return n;
 }
 
 static bool
@@ -687,7 +711,7 @@ test_scan_and_remove(void **state)
 	snprintf(p, sizeof(p), "%s/tmp/%s", dir, "01234567890123456789ABCDEF");
 	put_file(p, "SLUICE 1\nid", 11);
 	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);     /* a restart */
-	assert_int_equal(spool_scan(scan_cb, &s), 3);
+	assert_int_equal(scan_all(&s), 3);
 	assert_false(exists(p));
 	assert_int_equal(s.n, 3);
 	for (int i = 0; i < 3; i++)
@@ -703,7 +727,7 @@ test_scan_and_remove(void **state)
 	load_fails(want[1], "not a sluice spool file (version 1 or 2)");
 	s.n = 0;
 	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
-	assert_int_equal(spool_scan(scan_cb, &s), 2);
+	assert_int_equal(scan_all(&s), 2);
 	assert_false(seen_slot(&s, m[1].slot));
 	/* a slot whose file is gone: nothing to do */
 	assert_int_equal(spool_remove(4000000), 0);
@@ -764,7 +788,7 @@ test_recycle(void **state)
 	put_file(pb, file, flen);
 	free(file);
 	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
-	assert_int_equal(spool_scan(scan_cb, &s), 1);
+	assert_int_equal(scan_all(&s), 1);
 	assert_int_equal(s.slots[0], b.slot);
 	assert_string_equal(s.ids[0], "");
 	load_fails(pb, "partial file (checksum mismatch)");
@@ -773,7 +797,7 @@ test_recycle(void **state)
 	/* a spare is not a message, and a restart keeps it for reuse */
 	s.n = 0;
 	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
-	assert_int_equal(spool_scan(scan_cb, &s), 0);
+	assert_int_equal(scan_all(&s), 0);
 	full_msg(&b, iov);
 	assert_int_equal(spool_write(&b, iov, 4), 0);
 	assert_int_equal(b.slot, a.slot);
@@ -832,7 +856,7 @@ test_legacy_names(void **state)
 	put_file(part, "SLUICE 2\nid", 11);
 
 	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
-	assert_int_equal(spool_scan(scan_cb, &s), 2);
+	assert_int_equal(scan_all(&s), 2);
 	assert_false(exists(old_a));
 	assert_false(exists(old_b));
 	assert_false(exists(spare));
@@ -853,6 +877,161 @@ test_legacy_names(void **state)
 		assert_true(b.slot > s.slots[i]);
 	free(pa);
 	free(pb);
+}
+
+/*
+ * The parallel scan over a big spool: messages, spares, torn rewrites, an
+ * older sluice's names and partials mixed in every bucket. Each message
+ * file is handed over exactly once, whole; spares and partials never; the
+ * legacy files once each, under a new slot of their own bucket; and the
+ * spares are reused afterwards.
+ */
+#define MANY 5000                   /* about five files a bucket */
+#define MANY_T 8
+
+struct handed {
+	uint32_t *slots;
+	size_t n, cap;
+	size_t want_len;                /* every message file is this long */
+	const bool *torn;               /* by slot: a torn copy */
+	bool bad_content;
+};
+
+static void
+many_cb(uint32_t slot, char *buf, size_t len, void *arg)
+{
+	struct handed *h = arg;
+	struct spool_msg l;
+	char err[256];
+
+	if (h->n == h->cap) {
+		h->cap = h->cap ? h->cap * 2 : 1024;
+		h->slots = xrealloc(h->slots, sizeof(*h->slots) * h->cap);
+	}
+	h->slots[h->n++] = slot;
+	/* a torn copy is handed over too, and refused; the others load */
+	bool ok = spool_load_buf(buf, len, &l, err, sizeof(err)) == 0;
+	if (ok)
+		spool_msg_free(&l);
+	if (len != h->want_len || ok == (slot <= MANY && h->torn[slot]))
+		h->bad_content = true;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+
+static void
+test_scan_parallel_many(void **state)
+{
+	struct spool_msg m;
+	char *pm, *file, path[PATH_MAX + 64], bdir[PATH_MAX], err[256];
+	size_t flen;
+	static bool is_msg[MANY + 1], is_spare[MANY + 1], torn[MANY + 1];
+	int nmsg = 0, nlegacy = 0, nspare = 0;
+	struct handed h[MANY_T];
+	void *args[MANY_T];
+
+	(void)state;
+	pm = write_full(&m);                                /* slot 0 */
+	assert_int_equal(m.slot, 0);
+	is_msg[0] = true;
+	nmsg++;
+	file = slurp(pm, &flen);
+	for (uint32_t k = 1; k <= MANY; k++) {
+		spool_file(k, path, sizeof(path));
+		snprintf(bdir, sizeof(bdir), "%.*s", (int)(strrchr(path, '/') - path), path);
+		switch (k % 7) {
+		case 0: case 1: case 2:                    /* a message */
+			put_file(path, file, flen);
+			is_msg[k] = true;
+			nmsg++;
+			break;
+		case 3:                                     /* a spare */
+			file[0] = 'X';
+			put_file(path, file, flen);
+			file[0] = 'S';
+			is_spare[k] = true;
+			nspare++;
+			break;
+		case 4:                                     /* a torn rewrite */
+			file[m.body_off + 1] ^= 1;
+			put_file(path, file, flen);
+			file[m.body_off + 1] ^= 1;
+			is_msg[k] = torn[k] = true;         /* handed, refused by the checksum */
+			nmsg++;
+			break;
+		case 5:                                     /* an older sluice's f.SEQ */
+			snprintf(path, sizeof(path), "%s/f.%u", bdir, k);
+			put_file(path, file, flen);
+			nlegacy++;
+			break;
+		default:                                    /* its partial t.ID */
+			snprintf(path, sizeof(path), "%s/t.%u", bdir, k);
+			put_file(path, file, flen / 3);
+			break;
+		}
+	}
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
+	for (int t = 0; t < MANY_T; t++) {
+		h[t] = (struct handed){ .want_len = flen, .torn = torn };
+		args[t] = &h[t];
+	}
+	assert_int_equal(spool_scan(MANY_T, many_cb, args), nmsg + nlegacy);
+
+	/* merged: every slot once */
+	size_t n = 0;
+	uint32_t *all = xmalloc(sizeof(*all) * (size_t)(nmsg + nlegacy));
+	for (int t = 0; t < MANY_T; t++) {
+		assert_false(h[t].bad_content);
+		for (size_t i = 0; i < h[t].n; i++)
+			all[n++] = h[t].slots[i];
+		free(h[t].slots);
+	}
+	assert_int_equal(n, (size_t)(nmsg + nlegacy));
+	qsort(all, n, sizeof(*all), cmp_u32);
+	int got_msg = 0, got_legacy = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			assert_true(all[i] != all[i - 1]);
+		if (all[i] <= MANY) {
+			assert_true(is_msg[all[i]]);
+			assert_false(is_spare[all[i]]);
+			got_msg++;
+		} else {
+			/* a renamed legacy file: a slot name now, read by content */
+			spool_file(all[i], path, sizeof(path));
+			assert_true(exists(path));
+			got_legacy++;
+		}
+	}
+	assert_int_equal(got_msg, nmsg);
+	assert_int_equal(got_legacy, nlegacy);
+	/* nothing of the old names is left */
+	for (uint32_t k = 1; k <= MANY; k++) {
+		spool_file(k, path, sizeof(path));
+		snprintf(bdir, sizeof(bdir), "%.*s", (int)(strrchr(path, '/') - path), path);
+		snprintf(path, sizeof(path), "%s/%c.%u", bdir, k % 7 == 5 ? 'f' : 't', k);
+		if (k % 7 >= 5)
+			assert_false(exists(path));
+	}
+	/* a new message goes into a spare, the next new slot after them all */
+	struct spool_msg b;
+	struct iovec iov[4];
+	full_msg(&b, iov);
+	assert_int_equal(spool_write(&b, iov, 4), 0);
+	assert_true(b.slot <= MANY && is_spare[b.slot]);
+	for (int i = 1; i < nspare; i++)
+		assert_int_equal(spool_write(&b, iov, 4), 0);
+	assert_int_equal(spool_write(&b, iov, 4), 0);
+	assert_true(b.slot > all[n - 1]);
+	free(all);
+	free(file);
+	free(pm);
 }
 
 static void
@@ -1420,6 +1599,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_scan_and_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_parallel_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_elsewhere_and_errors, setup, teardown),
 		cmocka_unit_test(test_dot_stuff),
 		cmocka_unit_test(test_dot_unstuff),
