@@ -667,7 +667,7 @@ queue_add(struct qmsg *m)
  * reads in flight for the disk when the files are not in the page cache.
  */
 #define LOAD_BATCH 256
-#define SCAN_THREADS 8
+#define SCAN_THREADS 32
 
 struct load_batch {
 	int n;

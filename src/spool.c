@@ -333,10 +333,13 @@ spool_crc32c(uint32_t crc, const void *buf, size_t len)
 /*
  * The length of a message's file: padded with newlines after the END line
  * (status records skip empty lines) to the spare's length when it is a
- * little longer, so the rewrite changes no metadata and fdatasync writes
- * the data blocks alone; otherwise to a whole page, so that later messages
- * of about the same size fit. Every byte of an old message is overwritten
- * or cut off: its status records must never apply to the new one.
+ * little longer and whole pages, so the rewrite changes no metadata and
+ * fdatasync writes the data blocks alone; otherwise to a whole page, so
+ * that later messages of about the same size fit (a spare that grew past
+ * a page with status records is cut back: otherwise every message written
+ * into it would write, and the startup scan read, one block more). Every
+ * byte of an old message is overwritten or cut off: its status records
+ * must never apply to the new one.
  */
 #define PAD_MAX 65536
 static const char padding[4096] = { [0 ... 4095] = '\n' };
@@ -344,7 +347,8 @@ static const char padding[4096] = { [0 ... 4095] = '\n' };
 static off_t
 file_length(off_t need, off_t spare_size)
 {
-	if (spare_size >= need && spare_size - need <= PAD_MAX)
+	if (spare_size >= need && spare_size - need <= PAD_MAX &&
+	    spare_size % (off_t)sizeof(padding) == 0)
 		return spare_size;
 	return (need + (off_t)sizeof(padding) - 1) / (off_t)sizeof(padding) * (off_t)sizeof(padding);
 }

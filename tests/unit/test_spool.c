@@ -776,12 +776,12 @@ test_recycle(void **state)
 	assert_int_equal(l.rcpts[0].state, RS_QUEUED);
 	assert_int_equal(l.body_len, b.body_len);
 	spool_msg_free(&l);
-	/* shorter than the spare: padded to its length, not cut (no metadata
-	 * change), and nothing of the old message is left after the END line */
+	/* the spare grew past its page with a's status records: cut back to
+	 * the page, and nothing of the old message is left after the END line */
 	file = slurp(pb, &flen);
 	size_t mlen = (size_t)b.body_off + b.body_len + 13;
-	assert_true(mlen < alen);
-	assert_padded(file, flen, mlen, alen);
+	assert_true(alen > page_round(mlen));
+	assert_padded(file, flen, mlen, page_round(mlen));
 
 	/* a torn rewrite: the scan hands it over, the checksum refuses it */
 	file[mlen - 20] ^= 0x40;
@@ -805,6 +805,26 @@ test_recycle(void **state)
 	full_msg(&l, iov);
 	assert_int_equal(spool_write(&l, iov, 4), 0);
 	assert_int_equal(l.slot, a.slot + 1);
+	/* a spare of whole pages a little longer than the next message keeps
+	 * its length: padded, not cut (no metadata change for fdatasync) */
+	{
+		struct iovec mid = { xmalloc(6000), 6000 };
+		memset(mid.iov_base, 'm', mid.iov_len);
+		assert_int_equal(spool_write(&l, &mid, 1), 0);
+		assert_int_equal(spool_remove(l.slot), 0);
+		uint32_t was = l.slot;
+		full_msg(&l, iov);
+		assert_int_equal(spool_write(&l, iov, 4), 0);
+		assert_int_equal(l.slot, was);
+		char *pl = file_of(&l);
+		file = slurp(pl, &flen);
+		mlen = (size_t)l.body_off + l.body_len + 13;
+		assert_true(page_round(mlen) < 8192);
+		assert_padded(file, flen, mlen, 8192);
+		free(file);
+		free(pl);
+		free(mid.iov_base);
+	}
 	/* a spare far longer than the next message is cut to a page multiple */
 	{
 		struct iovec big = { xmalloc(200000), 200000 };
