@@ -870,7 +870,8 @@ scan_bucket(struct scan_thread *st, int i)
 		}
 	}
 	closedir(d);
-	qsort(ents, nents, sizeof(*ents), cmp_ino);
+	if (nents > 1)
+		qsort(ents, nents, sizeof(*ents), cmp_ino);
 	for (size_t k = 0; k < nents; k++) {
 		st->next = MAX(st->next, ents[k].slot + 1);
 		scan_slot(st, bucket_fd[i], ents[k].slot);
