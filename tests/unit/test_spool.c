@@ -736,6 +736,35 @@ test_scan_and_remove(void **state)
 }
 
 /*
+ * A message with a body of n bytes, finished; then the sample message
+ * written into its slot, padded with newlines after its END line. Returns
+ * the length of that file; *mlen is the message's own length in it.
+ */
+static size_t
+rewrite_after(size_t n, size_t *mlen)
+{
+	struct spool_msg m;
+	struct iovec iov[4], body = { xmalloc(n), n };
+	size_t flen;
+
+	memset(body.iov_base, 'm', n);
+	full_msg(&m, iov);
+	assert_int_equal(spool_write(&m, &body, 1), 0);
+	assert_int_equal(spool_remove(m.slot), 0);
+	uint32_t was = m.slot;
+	full_msg(&m, iov);
+	assert_int_equal(spool_write(&m, iov, 4), 0);
+	assert_int_equal(m.slot, was);
+	char *path = file_of(&m), *file = slurp(path, &flen);
+	*mlen = (size_t)m.body_off + m.body_len + 13;
+	assert_padded(file, flen, *mlen, flen);
+	free(file);
+	free(path);
+	free(body.iov_base);
+	return flen;
+}
+
+/*
  * Recycling: a finished slot is marked and the next message is written
  * into it (same file, no directory fsync). At startup a torn rewrite is
  * refused by the checksum and becomes a spare again; a marked spare is not
@@ -807,42 +836,10 @@ test_recycle(void **state)
 	assert_int_equal(l.slot, a.slot + 1);
 	/* a spare of whole pages a little longer than the next message keeps
 	 * its length: padded, not cut (no metadata change for fdatasync) */
-	{
-		struct iovec mid = { xmalloc(6000), 6000 };
-		memset(mid.iov_base, 'm', mid.iov_len);
-		assert_int_equal(spool_write(&l, &mid, 1), 0);
-		assert_int_equal(spool_remove(l.slot), 0);
-		uint32_t was = l.slot;
-		full_msg(&l, iov);
-		assert_int_equal(spool_write(&l, iov, 4), 0);
-		assert_int_equal(l.slot, was);
-		char *pl = file_of(&l);
-		file = slurp(pl, &flen);
-		mlen = (size_t)l.body_off + l.body_len + 13;
-		assert_true(page_round(mlen) < 8192);
-		assert_padded(file, flen, mlen, 8192);
-		free(file);
-		free(pl);
-		free(mid.iov_base);
-	}
+	assert_int_equal(rewrite_after(6000, &mlen), 8192);
+	assert_true(page_round(mlen) < 8192);
 	/* a spare far longer than the next message is cut to a page multiple */
-	{
-		struct iovec big = { xmalloc(200000), 200000 };
-		memset(big.iov_base, 'x', big.iov_len);
-		assert_int_equal(spool_write(&l, &big, 1), 0);
-		assert_int_equal(spool_remove(l.slot), 0);
-		uint32_t was = l.slot;
-		full_msg(&l, iov);
-		assert_int_equal(spool_write(&l, iov, 4), 0);
-		assert_int_equal(l.slot, was);
-		char *pl = file_of(&l);
-		file = slurp(pl, &flen);
-		mlen = (size_t)l.body_off + l.body_len + 13;
-		assert_padded(file, flen, mlen, page_round(mlen));
-		free(file);
-		free(pl);
-		free(big.iov_base);
-	}
+	assert_int_equal(rewrite_after(200000, &mlen), page_round(mlen));
 	free(pa);
 	free(pb);
 }
