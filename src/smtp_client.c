@@ -78,6 +78,7 @@
 #include "spool.h"
 #include "tls.h"
 #include "util.h"
+#include "worker.h"
 
 #define MAX_TARGETS      10         /* connection attempts per smtp_conn */
 #define PIPE_MAX_BYTES   (64 * 1024)
@@ -1284,23 +1285,10 @@ out_drained(struct smtp_conn *c)
 static void
 out_flush(struct smtp_conn *c)
 {
-	struct evbuffer *out;
-	evutil_socket_t fd;
-	int n = 0;
-
-	if (!c->bev || c->ssl || (bufferevent_get_enabled(c->bev) & EV_WRITE))
+	if (!c->bev || c->ssl || (bufferevent_get_enabled(c->bev) & EV_WRITE) ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 		return;
-	out = bufferevent_get_output(c->bev);
-	if (evbuffer_get_length(out) == 0)
-		return;
-	fd = bufferevent_getfd(c->bev);
-	/* the bufferevent keeps its output's front frozen: thaw it for the
-	 * write, as libevent's own write callback does */
-	evbuffer_unfreeze(out, 1);
-	while (evbuffer_get_length(out) > 0 && (n = evbuffer_write(out, fd)) > 0)
-		;
-	evbuffer_freeze(out, 1);
-	if (evbuffer_get_length(out) > 0)
+	if (!bev_write_now(c->bev, bufferevent_getfd(c->bev)))
 		bufferevent_enable(c->bev, EV_WRITE);
 	else
 		out_drained(c);

@@ -591,22 +591,10 @@ out_drained(struct session *s)
 static void
 out_flush(struct session *s)
 {
-	for (;;) {
-		struct evbuffer *out;
-		int n;
-
-		if (s->dead || !s->bev || s->tls_bev ||
-		    (bufferevent_get_enabled(s->bev) & EV_WRITE))
-			return;
-		out = bufferevent_get_output(s->bev);
-		if (evbuffer_get_length(out) == 0)
-			return;
-		/* the bufferevent keeps its output's front frozen; thaw it for
-		 * the write as libevent's own write callback does */
-		evbuffer_unfreeze(out, 1);
-		n = evbuffer_write(out, s->fd);
-		evbuffer_freeze(out, 1);
-		if (n < 0 || evbuffer_get_length(out) > 0) {
+	while (!s->dead && s->bev && !s->tls_bev &&
+	    !(bufferevent_get_enabled(s->bev) & EV_WRITE) &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
+		if (!bev_write_now(s->bev, s->fd)) {
 			bufferevent_enable(s->bev, EV_WRITE);
 			return;
 		}

@@ -780,12 +780,11 @@ open_noatime(int dfd, const char *name)
 
 /* One slot file at startup: a message for cb, or a spare. */
 static void
-scan_slot(struct scan_thread *st, int dfd, uint32_t slot)
+scan_slot(struct scan_thread *st, uint32_t slot)
 {
 	char name[12];
 	size_t len;
-
-	snprintf(name, sizeof(name), "%" PRIu32, slot);
+	int dfd = slot_at(slot, name);
 	int fd = open_noatime(dfd, name);
 	if (fd < 0) {
 		log_warn("event=spool-unreadable slot=%" PRIu32, slot);
@@ -874,7 +873,7 @@ scan_bucket(struct scan_thread *st, int i)
 		qsort(ents, nents, sizeof(*ents), cmp_ino);
 	for (size_t k = 0; k < nents; k++) {
 		st->next = MAX(st->next, ents[k].slot + 1);
-		scan_slot(st, bucket_fd[i], ents[k].slot);
+		scan_slot(st, ents[k].slot);
 	}
 	free(ents);
 	for (size_t k = 0; k < nlegacy; k++) {
@@ -888,7 +887,7 @@ scan_bucket(struct scan_thread *st, int i)
 		} while (r < 0 && errno == EEXIST);
 		if (r == 0) {
 			st->next = MAX(st->next, slot + 1);
-			scan_slot(st, bucket_fd[i], slot);
+			scan_slot(st, slot);
 		} else
 			log_warn("event=spool-rename-failed path=%s/%s", path, legacy[k]);
 		free(legacy[k]);

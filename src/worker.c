@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 
@@ -79,6 +81,21 @@ worker_post(struct worker *w, worker_fn fn, void *arg)
 	pthread_mutex_unlock(&w->mbox_lock);
 	if (wake)
 		event_active(w->mbox_ev, EV_READ, 0);
+}
+
+bool
+bev_write_now(struct bufferevent *bev, int fd)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+
+	/* the bufferevent keeps its output's front frozen: thaw it for the
+	 * write, as libevent's own write callback does (a sendfile segment
+	 * takes a call of its own, hence the loop) */
+	evbuffer_unfreeze(out, 1);
+	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
+		;
+	evbuffer_freeze(out, 1);
+	return evbuffer_get_length(out) == 0;
 }
 
 static void *

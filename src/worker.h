@@ -37,6 +37,16 @@ struct worker {
 extern struct worker **workers;
 extern int nworkers;
 
+/*
+ * Write a plain-socket bufferevent's output to fd now, while its write
+ * event is off (smtp_server.c, smtp_client.c: one writev per batch instead
+ * of arming the write event per reply). True when all of it went; false
+ * when the socket took less (or failed): the caller arms the write event,
+ * and libevent finishes or reports the error.
+ */
+struct bufferevent;
+bool bev_write_now(struct bufferevent *bev, int fd);
+
 /* The worker whose loop runs on this thread, or NULL (main, pool threads). */
 struct worker *worker_self(void);
 /* The worker that owns a site name (hash), stable while nworkers is. */
