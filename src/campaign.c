@@ -450,6 +450,18 @@ sched_key(int64_t send_at, const char *rkey, size_t rklen, unsigned char *out)
 	return 8 + rklen;
 }
 
+/* Inside a write: drop a recipient's entry from the scheduled queue (gone
+ * already is fine). 0 or an LMDB error. */
+static int
+sched_del(MDB_txn *txn, int64_t send_at, const void *rkey, size_t rklen)
+{
+	unsigned char sk[8 + CAMP_ID_MAX + ADDR_MAX + 3];
+	MDB_val skv = { sched_key(send_at, rkey, rklen, sk), sk };
+	int rc = mdb_del(txn, store_dbi(DB_CSCHED), &skv, NULL);
+
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int64_t
 sched_time(const unsigned char *k)
 {
@@ -563,12 +575,8 @@ rcpt_transition(MDB_txn *txn, const char *id, const char *addr, int from, enum c
 		return 0;
 	if (from >= 0 ? r.c.state != from : (r.c.state != CR_SCHEDULED && r.c.state != CR_QUEUED))
 		return 0;
-	if (r.c.state == CR_SCHEDULED) {
-		unsigned char sk[8 + sizeof(rk)];
-		MDB_val skv = { sched_key(r.c.send_at, rk, rklen, sk), sk };
-		if ((rc = mdb_del(txn, store_dbi(DB_CSCHED), &skv, NULL)) != 0 && rc != MDB_NOTFOUND)
-			return rc;
-	}
+	if (r.c.state == CR_SCHEDULED && (rc = sched_del(txn, r.c.send_at, rk, rklen)) != 0)
+		return rc;
 	/* rewrite the state byte in a copy of the record */
 	void *copy = xmalloc(v.mv_size);
 	memcpy(copy, v.mv_data, v.mv_size);
@@ -1540,12 +1548,9 @@ w_rollback(MDB_txn *txn, void *arg)
 	while (rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
 		struct rview r;
 		if (rec_decode(v.mv_data, v.mv_size, &r, abuf, sbuf) == 0 && (whole || r.c.batch == a->batch)) {
-			if (r.c.state == CR_SCHEDULED) {
-				unsigned char sk[8 + CAMP_ID_MAX + ADDR_MAX + 3];
-				MDB_val skv = { sched_key(r.c.send_at, k.mv_data, k.mv_size, sk), sk };
-				if ((rc = mdb_del(txn, store_dbi(DB_CSCHED), &skv, NULL)) != 0 && rc != MDB_NOTFOUND)
-					break;
-			}
+			if (r.c.state == CR_SCHEDULED &&
+			    (rc = sched_del(txn, r.c.send_at, k.mv_data, k.mv_size)) != 0)
+				break;
 			count_move(&h, r.c.state, -1);
 			if ((rc = mdb_cursor_del(cur, 0)) != 0)
 				break;
@@ -1800,9 +1805,7 @@ w_cancel(MDB_txn *txn, void *arg)
 		struct rview r;
 		if (rec_decode(v.mv_data, v.mv_size, &r, abuf, sbuf) < 0 || r.c.state != CR_SCHEDULED)
 			continue;
-		unsigned char sk[8 + CAMP_ID_MAX + ADDR_MAX + 3];
-		MDB_val skv = { sched_key(r.c.send_at, k.mv_data, k.mv_size, sk), sk };
-		if ((rc = mdb_del(txn, store_dbi(DB_CSCHED), &skv, NULL)) != 0 && rc != MDB_NOTFOUND)
+		if ((rc = sched_del(txn, r.c.send_at, k.mv_data, k.mv_size)) != 0)
 			break;
 		void *copy = xmalloc(v.mv_size);
 		memcpy(copy, v.mv_data, v.mv_size);
