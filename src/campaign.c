@@ -1824,14 +1824,13 @@ w_cancel(MDB_txn *txn, void *arg)
 	return hdr_put(txn, a->id, &h);
 }
 
-static const char *meta_of(const struct spool_msg *m, const char *key);
 
 /* A message the campaign scheduler queued for campaign arg. */
 static bool
 of_campaign(const struct spool_msg *m, void *arg)
 {
 	return m->campaign != NULL && strcmp(m->campaign, arg) == 0 &&
-	    meta_of(m, "scheduled_at") != NULL;
+	    spool_meta(m, "scheduled_at") != NULL;
 }
 
 int
@@ -2560,21 +2559,13 @@ campaign_start(void)
 
 /* ---------------------------------------------------------------- hooks */
 
-static const char *
-meta_of(const struct spool_msg *m, const char *key)
-{
-	for (int i = 0; i < m->nmeta; i++)
-		if (m->meta[i].key && strcmp(m->meta[i].key, key) == 0)
-			return m->meta[i].value;
-	return NULL;
-}
 
 void
 campaign_note_outcome(const struct spool_msg *m, int idx, int rs)
 {
 	enum crcpt_state to;
 
-	if (m->campaign == NULL || meta_of(m, "scheduled_at") == NULL || !store_is_open() ||
+	if (m->campaign == NULL || spool_meta(m, "scheduled_at") == NULL || !store_is_open() ||
 	    idx < 0 || idx >= m->nrcpt)
 		return;
 	switch (rs) {
@@ -2597,7 +2588,7 @@ campaign_note_outcome(const struct spool_msg *m, int idx, int rs)
 void
 campaign_note_spooled(const struct spool_msg *m)
 {
-	if (m->campaign == NULL || meta_of(m, "scheduled_at") == NULL || !store_is_open())
+	if (m->campaign == NULL || spool_meta(m, "scheduled_at") == NULL || !store_is_open())
 		return;
 	for (int i = 0; i < m->nrcpt; i++) {
 		struct trans_arg *a = xcalloc(1, sizeof(*a));

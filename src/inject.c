@@ -258,15 +258,6 @@ inject_rewrite_headers(struct inject *in, const char *msg, size_t len,
 	return rc;
 }
 
-static const char *
-meta_get(const struct spool_msg *m, const char *key)
-{
-	for (int i = 0; i < m->nmeta; i++)
-		if (strcmp(m->meta[i].key, key) == 0)
-			return m->meta[i].value;
-	return NULL;
-}
-
 /*
  * Move suppressed recipients from env.rcpts to in->supp. The domain scope
  * is checked for the envelope sender's domain and the From domain (an ESP's
@@ -277,7 +268,7 @@ static int
 drop_suppressed(struct inject *in)
 {
 	const char *envdom = in->env.sender && *in->env.sender ? smtp_addr_domain(in->env.sender) : NULL;
-	const char *fromdom = meta_get(&in->env, "from_domain");
+	const char *fromdom = spool_meta(&in->env, "from_domain");
 	int k = 0;
 
 	if (fromdom != NULL && envdom != NULL && strcasecmp(fromdom, envdom) == 0)
@@ -348,7 +339,7 @@ inject_work(void *arg)
 		{ hdr, hlen },
 		{ (void *)(msg + boff), len - boff },
 	};
-	const char *fd = meta_get(&in->env, "from_domain");
+	const char *fd = spool_meta(&in->env, "from_domain");
 	struct pool_conf *pool = in->env.pool ? conf_pool(c, in->env.pool) : conf_default_pool(c);
 	if (c->ndkim > 0 && (fd || (pool && pool->dkim_domain))) {
 		sig = dkim_sign(c, fd, pool ? pool->dkim_domain : NULL, iov + 1, 2, err, sizeof(err));
@@ -391,7 +382,7 @@ reception_event(const struct spool_msg *m)
 	jb_init(&j);
 	jb_str(&j, "type", "reception");
 	jb_str(&j, "id", m->id);
-	jb_str(&j, "message_id", meta_get(m, "message_id"));
+	jb_str(&j, "message_id", spool_meta(m, "message_id"));
 	jb_str(&j, "sender", m->sender);
 	if (m->nrcpt == 1)
 		jb_str(&j, "recipient", m->rcpts[0].addr);
@@ -414,7 +405,7 @@ inject_done(void *arg)
 
 	if (in->code == 250) {
 		for (int i = 0; i < in->nsupp; i++)
-			suppress_event("dropped", in->env.id, meta_get(&in->env, "message_id"),
+			suppress_event("dropped", in->env.id, spool_meta(&in->env, "message_id"),
 			    in->env.sender, in->supp[i].addr, in->env.pool, in->env.campaign,
 			    &in->supp[i].e);
 		if (in->nsupp > 0)

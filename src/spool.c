@@ -674,6 +674,15 @@ out:
 	return rc;
 }
 
+const char *
+spool_meta(const struct spool_msg *m, const char *key)
+{
+	for (int i = 0; i < m->nmeta; i++)
+		if (strcmp(m->meta[i].key, key) == 0)
+			return m->meta[i].value;
+	return NULL;
+}
+
 void
 spool_msg_free(struct spool_msg *m)
 {

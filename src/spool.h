@@ -102,6 +102,9 @@ int spool_load(const char *path, struct spool_msg *m, char *err, size_t errlen);
 int spool_load_fd(int fd, struct spool_msg *m, char *err, size_t errlen);
 int spool_load_buf(char *buf, size_t len, struct spool_msg *m, char *err, size_t errlen);
 void spool_msg_free(struct spool_msg *m);   /* frees members, not m */
+/* The value of meta key in an envelope as written or loaded (a packed,
+ * queued message: qmsg_meta, queue.h), or NULL. */
+const char *spool_meta(const struct spool_msg *m, const char *key);
 
 /* Append a status record for recipient idx of m (O_APPEND, one write). */
 int spool_record(const struct spool_msg *m, int idx, enum rcpt_state state, int attempts,
