@@ -520,7 +520,7 @@ finish(struct qrcpt *r, enum rcpt_state state)
 	if (state == RS_DELETED)
 		campaign_note_outcome(&m->sm, (int)r->idx, RS_DELETED);
 	if (atomic_fetch_sub(&m->left, 1) == 1) {
-		if (spool_remove(m->sm.slot) < 0)
+		if (spool_done(&m->sm, (int)r->idx, state, sr->attempts) < 0)
 			log_warn("event=spool-remove-failed id=%s", m->sm.id);
 	} else
 		spool_record(&m->sm, (int)r->idx, state, sr->attempts, 0);
@@ -632,7 +632,7 @@ queue_add(struct qmsg *m)
 	atomic_store(&m->left, left);
 	atomic_fetch_add(&qstats.messages, 1);
 	if (left == 0) {
-		spool_remove(m->sm.slot);
+		spool_done(&m->sm, -1, RS_QUEUED, 0);
 		qmsg_unref(m);
 		return;
 	}
@@ -675,7 +675,7 @@ struct load_batch {
 };
 
 struct load_state {
-	long loaded, bad;
+	long loaded;
 	int next;
 	struct load_batch **batch;     /* one being filled per worker */
 };
@@ -698,27 +698,16 @@ load_flush(struct load_state *ls, int w)
 }
 
 static void
-load_one(uint32_t slot, char *buf, size_t len, void *arg)
+load_one(struct spool_msg *sm, void *arg)
 {
 	struct load_state *ls = arg;
-	struct spool_msg sm;
-	char err[256], path[PATH_MAX];
 
-	int rc = spool_load_buf(buf, len, &sm, err, sizeof(err));
-	if (rc < 0) {
-		spool_file(slot, path, sizeof(path));
-		log_warnx("event=spool-discard path=%s reason=\"%s\"", path, err);
-		spool_remove(slot);
-		ls->bad++;
-		return;
-	}
-	sm.slot = slot;
-	campaign_note_spooled(&sm);
+	campaign_note_spooled(sm);
 	/* packed here, so the loose copy is freed before the next file is
 	 * read: the scan outruns the workers, and a million loose envelopes
 	 * waiting in their mailboxes would be the process's peak */
-	struct qmsg *m = pack_sm(&sm);
-	spool_msg_free(&sm);
+	struct qmsg *m = pack_sm(sm);
+	spool_msg_free(sm);
 	int w = ls->next++ % nworkers;
 	if (ls->batch[w] == NULL)
 		ls->batch[w] = xcalloc(1, sizeof(struct load_batch));
@@ -740,13 +729,12 @@ queue_load_spool(void)
 		ls[t].batch = xcalloc((size_t)nworkers, sizeof(*ls[t].batch));
 		args[t] = &ls[t];
 	}
-	spool_scan(SCAN_THREADS, load_one, args);
+	spool_scan(SCAN_THREADS, load_one, args, &bad);
 	for (int t = 0; t < SCAN_THREADS; t++) {
 		for (int w = 0; w < nworkers; w++)
 			load_flush(&ls[t], w);
 		free(ls[t].batch);
 		loaded += ls[t].loaded;
-		bad += ls[t].bad;
 	}
 	log_info("event=spool-loaded messages=%ld discarded=%ld", loaded, bad);
 	return loaded;

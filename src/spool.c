@@ -1,32 +1,34 @@
 /*
- * spool: the durable message store. One file per message:
+ * spool: the durable message store. Slot files of one or more messages:
  *
- *   SLUICE 2\n  id ..\n  created ..\n  sender ..\n ... rcpt ..\n  body LEN\n  \n
+ *   SLUICE 3 NONCE\n  id ..\n  created ..\n ... rcpt ..\n  body LEN\n  \n
  *   <LEN bytes of wire-form message>
- *   END CRC\n                              (CRC-32C of everything before it)
- *   S idx state attempts next_ms\n ...     (status records, appended later)
+ *   END CRC\n                      (CRC-32C of the message's bytes before it)
+ *   SLUICE 3 NONCE\n ... END CRC\n (more messages of the same batch)
+ *   R NONCE BODY_OFF idx state attempts next_ms\n ...   (status records)
  *
  * Values are percent-encoded (bytes <= 0x20, '%' and 0x7f), so every field
- * is one token. Version 1 files (no checksum, "END\n") are still read.
+ * is one token. Version 1 and 2 files (one message, "S" records) are still
+ * read.
  *
  * Files are slots: q/XX/N, N a decimal slot number, XX its bucket (N mod
  * 1024 in base32). A slot's name never changes; what it holds is told by
  * its content. "SLUICE" at its start and a matching END checksum: a
- * message. Anything else ("XLUICE", empty, a torn rewrite): a spare, the
- * next message's file.
+ * message, and the messages after it with its nonce. Anything else
+ * ("XLUICE", empty, a torn rewrite): a spare, the next batch's file.
  *
- * Writing into a spare: one writev, ftruncate if the length differs,
- * fdatasync, checked close. The fdatasync is the commit: the file's name is
- * already durable, and the checksum tells a complete rewrite from a torn
- * one. Writing a new slot (no spare left): created O_EXCL, one writev,
- * fdatasync, checked close, fsync of q/XX (its descriptor is kept open).
- * Finishing a message: its first byte turns "SLUICE" into "XLUICE" and the
- * slot goes on the spare list.
+ * Writing a batch (group commit, below) into a spare: one pwritev from
+ * offset 0, fdatasync, checked close. The fdatasync is the commit: the
+ * file's name is already durable, and the checksums tell a complete
+ * rewrite from a torn one. Into a new slot (no spare left): created
+ * O_EXCL, then the same, then an fsync of q/XX (its descriptor is kept
+ * open). When every message of a slot is finished, its first byte turns
+ * "SLUICE" into "XLUICE" and the slot goes on the spare list.
  *
  * Why slots: creating, renaming and unlinking inodes at thousands per
  * second is the most expensive thing ext4 does for a spool (without a
  * journal it scans for recently deleted inodes on every create); a slot
- * costs an open, a write and one disk flush per message, nothing else.
+ * costs an open, a write and one disk flush per batch, nothing else.
  */
 #include "config.h"
 
@@ -91,6 +93,45 @@ spare_push(uint32_t slot, off_t size)
 	return ok;
 }
 
+/*
+ * What the spool knows of each slot that holds messages: its batch's nonce
+ * (0: a version 1 or 2 file, one message) and how many of its messages are
+ * not finished. In pages allocated on first use; under spare_lock.
+ */
+struct slot_info { uint32_t nonce, live; };
+#define SLOT_PAGE_BITS 16
+#define SLOT_PAGE (1u << SLOT_PAGE_BITS)
+static struct slot_info **slot_pages;      /* 1 << (32 - SLOT_PAGE_BITS) pages */
+
+static struct slot_info *
+slot_info(uint32_t slot, bool create)
+{
+	uint32_t p = slot >> SLOT_PAGE_BITS;
+
+	if (slot_pages == NULL) {
+		if (!create)
+			return NULL;
+		slot_pages = xcalloc((size_t)1 << (32 - SLOT_PAGE_BITS), sizeof(*slot_pages));
+	}
+	if (slot_pages[p] == NULL) {
+		if (!create)
+			return NULL;
+		slot_pages[p] = xcalloc(SLOT_PAGE, sizeof(**slot_pages));
+	}
+	return &slot_pages[p][slot & (SLOT_PAGE - 1)];
+}
+
+static void
+slot_info_reset(void)
+{
+	if (slot_pages == NULL)
+		return;
+	for (size_t p = 0; p < (size_t)1 << (32 - SLOT_PAGE_BITS); p++)
+		free(slot_pages[p]);
+	free(slot_pages);
+	slot_pages = NULL;
+}
+
 static void
 bucket_name(int b, char out[3])
 {
@@ -150,6 +191,7 @@ spool_init(const char *dir, char *err, size_t errlen)
 	}
 	pthread_mutex_lock(&spare_lock);
 	nspares = 0;            /* spool_scan finds this spool's spares */
+	slot_info_reset();
 	pthread_mutex_unlock(&spare_lock);
 	atomic_store(&slot_next, 0);
 	free(spool_dir);
@@ -233,12 +275,13 @@ pdec(char *s)
 }
 
 char *
-spool_format_header(const struct spool_msg *m, size_t *len)
+spool_format_header(const struct spool_msg *m, uint32_t nonce, size_t *len)
 {
 	struct sbuf b = { 0 };
 	size_t body = m->body_len;
 
-	sb_printf(&b, "SLUICE 2\nid %s\ncreated %" PRId64 "\nsender ", m->id, m->created_ms);
+	sb_printf(&b, "SLUICE 3 %08" PRIx32 "\nid %s\ncreated %" PRId64 "\nsender ", nonce, m->id,
+	    m->created_ms);
 	sb_enc(&b, m->sender);
 	sb_printf(&b, "\nflags %u\npriority %d\n", m->flags, m->priority);
 	if (m->pool) { sb_add(&b, "pool ", 5); sb_enc(&b, m->pool); sb_add(&b, "\n", 1); }
@@ -331,98 +374,63 @@ spool_crc32c(uint32_t crc, const void *buf, size_t len)
 #define END_LINE_LEN 13             /* "END xxxxxxxx\n" */
 
 /*
- * The length of a message's file: padded with newlines after the END line
- * (status records skip empty lines) to the spare's length when it is a
- * little longer and whole pages, so the rewrite changes no metadata and
- * fdatasync writes the data blocks alone; otherwise to a whole page, so
- * that later messages of about the same size fit (a spare that grew past
- * a page with status records is cut back: otherwise every message written
- * into it would write, and the startup scan read, one block more). Every
- * byte of an old message is overwritten or cut off: its status records
- * must never apply to the new one.
+ * Group commit. spool_write() queues its message and waits; one waiting
+ * thread at a time is the leader: it takes every message queued (up to
+ * BATCH_MAX and BATCH_BYTES), writes them one after another into one slot
+ * file with one pwritev and fdatasyncs it once, then wakes the others.
+ * While it waits for the disk, the next batch queues up, so under load a
+ * flush covers many messages, and alone a message waits for nothing.
+ *
+ * A batch's messages share a random nonce: it is on each one's first line
+ * ("SLUICE 3 NONCE"), and a message after the first in a file counts only
+ * with the first one's nonce, so the bytes of an older batch left after a
+ * shorter rewrite are never taken for a message. Status records carry it
+ * too, with the message's body offset. Nothing after the last message
+ * needs overwriting, so a rewrite pads nothing and cuts nothing (unless
+ * the spare is far longer: then it is cut back).
  */
-#define PAD_MAX 65536
-static const char padding[4096] = { [0 ... 4095] = '\n' };
+#define BATCH_MAX 64
+#define BATCH_BYTES (1 << 20)
+#define CUT_SLACK 65536             /* a spare this much longer is cut */
 
-static off_t
-file_length(off_t need, off_t spare_size)
+struct commit {
+	struct spool_msg *m;
+	const struct iovec *iov;
+	int iovcnt;
+	int err;
+	bool done;
+	struct commit *next;
+};
+
+static pthread_mutex_t commit_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t commit_cond = PTHREAD_COND_INITIALIZER;
+static struct commit *commit_head, **commit_tail = &commit_head;
+static bool committing;
+
+static size_t
+iov_bytes(const struct iovec *iov, int n)
 {
-	if (spare_size >= need && spare_size - need <= PAD_MAX &&
-	    spare_size % (off_t)sizeof(padding) == 0)
-		return spare_size;
-	return (need + (off_t)sizeof(padding) - 1) / (off_t)sizeof(padding) * (off_t)sizeof(padding);
+	size_t t = 0;
+
+	for (int i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
 }
 
-/*
- * Two ways in. A spare slot is rewritten in place and fdatasync'd: that is
- * the commit (the checksum makes its content self-validating, and its name
- * is already durable). Without a spare, a new slot is created, written,
- * fdatasync'd and its directory fsync'd.
- */
-int
-spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt)
+/* pwritev all of v[0..nv) at off (v is consumed). */
+static int
+pwritev_all(int fd, struct iovec *v, int nv, off_t off)
 {
-	char name[12], endl[END_LINE_LEN + 1];
-	char *hdr;
-	size_t hlen, total = 0;
-	int fd = -1, dfd = -1, e = 0;
-	struct spare sp = { 0, 0 };
-	bool reused = false;
-
-	if (spool_dir == NULL)
-		return EINVAL;
-	for (int i = 0; i < iovcnt; i++)
-		total += iov[i].iov_len;
-	m->body_len = total;
-	hdr = spool_format_header(m, &hlen);
-	m->body_off = (off_t)hlen;
-	uint32_t crc = spool_crc32c(0, hdr, hlen);
-	for (int i = 0; i < iovcnt; i++)
-		crc = spool_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
-	snprintf(endl, sizeof(endl), "END %08" PRIx32 "\n", crc);
-	off_t need = (off_t)(hlen + total + END_LINE_LEN), flen;
-
-	while (fd < 0 && spare_pop(&sp)) {
-		m->slot = sp.slot;
-		dfd = slot_at(sp.slot, name);
-		fd = openat(dfd, name, O_WRONLY | O_CLOEXEC);
-		reused = fd >= 0;
-	}
-	flen = file_length(need, reused ? sp.size : -1);
-	while (fd < 0) {
-		m->slot = atomic_fetch_add(&slot_next, 1);
-		dfd = slot_at(m->slot, name);
-		fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0 && errno != EEXIST) {
-			e = errno;
-			free(hdr);
-			return e;
-		}
-	}
-	/* header, body pieces, end line: writev in slices of IOV_MAX */
-	size_t pad = (size_t)(flen - need);
-	struct iovec *v = xmalloc(sizeof(*v) * (size_t)(iovcnt + 2) + sizeof(*v) * (pad / sizeof(padding) + 1));
-	int nv = 0;
-	v[nv++] = (struct iovec){ hdr, hlen };
-	for (int i = 0; i < iovcnt; i++)
-		if (iov[i].iov_len)
-			v[nv++] = iov[i];
-	v[nv++] = (struct iovec){ endl, END_LINE_LEN };
-	for (size_t n; pad > 0; pad -= n) {
-		n = MIN(pad, sizeof(padding));
-		v[nv++] = (struct iovec){ (void *)padding, n };
-	}
 	int at = 0;
+
 	while (at < nv) {
-		int cnt = MIN(nv - at, IOV_MAX);
-		ssize_t w = writev(fd, v + at, cnt);
+		ssize_t w = pwritev(fd, v + at, MIN(nv - at, IOV_MAX), off);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			e = errno;
-			break;
+			return errno;
 		}
-		/* advance over what was written */
+		off += w;
 		while (w > 0 && at < nv) {
 			if ((size_t)w >= v[at].iov_len) {
 				w -= (ssize_t)v[at].iov_len;
@@ -433,11 +441,76 @@ spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt)
 				w = 0;
 			}
 		}
+		while (at < nv && v[at].iov_len == 0)
+			at++;
 	}
-	free(v);
-	free(hdr);
-	/* a spare much longer than this message: cut it */
-	if (e == 0 && reused && sp.size > flen && ftruncate(fd, flen) < 0)
+	return 0;
+}
+
+/*
+ * Write a batch (n messages) into one slot: a spare rewritten in place
+ * (its name is durable, the checksums make its content self-validating),
+ * or a new slot, created and its directory fsync'd. Sets every message's
+ * slot and body_off; 0 or an errno value for all of them.
+ */
+static int
+write_batch(struct commit *batch, int n)
+{
+	char name[12];
+	char (*endl)[END_LINE_LEN + 1] = xmalloc(sizeof(*endl) * (size_t)n);
+	char **hdr = xcalloc((size_t)n, sizeof(*hdr));
+	int cap = 0, nv = 0, fd = -1, dfd = -1, e = 0;
+	struct iovec *v;
+	struct spare sp = { 0, 0 };
+	bool reused = false;
+	uint32_t nonce, slot = 0;
+	off_t off = 0;
+
+	do
+		random_bytes(&nonce, sizeof(nonce));
+	while (nonce == 0);
+	for (struct commit *c = batch; c; c = c->next)
+		cap += c->iovcnt + 2;
+	v = xmalloc(sizeof(*v) * (size_t)cap);
+	int k = 0;
+	for (struct commit *c = batch; c; c = c->next, k++) {
+		struct spool_msg *m = c->m;
+		size_t hlen;
+		m->body_len = iov_bytes(c->iov, c->iovcnt);
+		hdr[k] = spool_format_header(m, nonce, &hlen);
+		m->body_off = off + (off_t)hlen;
+		uint32_t crc = spool_crc32c(0, hdr[k], hlen);
+		v[nv++] = (struct iovec){ hdr[k], hlen };
+		for (int i = 0; i < c->iovcnt; i++) {
+			crc = spool_crc32c(crc, c->iov[i].iov_base, c->iov[i].iov_len);
+			if (c->iov[i].iov_len)
+				v[nv++] = c->iov[i];
+		}
+		snprintf(endl[k], sizeof(endl[k]), "END %08" PRIx32 "\n", crc);
+		v[nv++] = (struct iovec){ endl[k], END_LINE_LEN };
+		off = m->body_off + (off_t)m->body_len + END_LINE_LEN;
+	}
+
+	while (fd < 0 && spare_pop(&sp)) {
+		slot = sp.slot;
+		dfd = slot_at(slot, name);
+		fd = openat(dfd, name, O_WRONLY | O_CLOEXEC);
+		reused = fd >= 0;
+	}
+	while (fd < 0) {
+		slot = atomic_fetch_add(&slot_next, 1);
+		dfd = slot_at(slot, name);
+		fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST) {
+			e = errno;
+			goto out;
+		}
+	}
+	e = pwritev_all(fd, v, nv, 0);
+	/* a spare far longer than this batch (it grew with status records,
+	 * or held a bigger batch): cut back to whole pages */
+	off_t keep = (off + 4095) / 4096 * 4096;
+	if (e == 0 && reused && sp.size > off + CUT_SLACK && ftruncate(fd, keep) < 0)
 		e = errno;
 	if (e == 0 && fdatasync(fd) < 0)
 		e = errno;
@@ -445,9 +518,65 @@ spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt)
 		e = errno;
 	if (e == 0 && !reused && fsync(dfd) < 0)
 		e = errno;
-	if (e != 0)
-		unlinkat(dfd, name, 0);     /* never a message the client was refused */
+	if (e != 0) {
+		unlinkat(dfd, name, 0);     /* never a message a client was refused */
+		goto out;
+	}
+	pthread_mutex_lock(&spare_lock);
+	*slot_info(slot, true) = (struct slot_info){ nonce, (uint32_t)n };
+	pthread_mutex_unlock(&spare_lock);
+	for (struct commit *c = batch; c; c = c->next)
+		c->m->slot = slot;
+out:
+	for (int i = 0; i < n; i++)
+		free(hdr[i]);
+	free(hdr);
+	free(endl);
+	free(v);
 	return e;
+}
+
+int
+spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt)
+{
+	struct commit me = { m, iov, iovcnt, 0, false, NULL };
+
+	if (spool_dir == NULL)
+		return EINVAL;
+	pthread_mutex_lock(&commit_lock);
+	*commit_tail = &me;
+	commit_tail = &me.next;
+	while (!me.done) {
+		if (committing) {
+			pthread_cond_wait(&commit_cond, &commit_lock);
+			continue;
+		}
+		/* lead: take the queue, up to the limits */
+		committing = true;
+		struct commit *batch = commit_head, **cut = &commit_head;
+		size_t bytes = 0;
+		int n = 0;
+		while (*cut && n < BATCH_MAX && (n == 0 || bytes < BATCH_BYTES)) {
+			bytes += iov_bytes((*cut)->iov, (*cut)->iovcnt);
+			n++;
+			cut = &(*cut)->next;
+		}
+		commit_head = *cut;
+		if (commit_head == NULL)
+			commit_tail = &commit_head;
+		*cut = NULL;
+		pthread_mutex_unlock(&commit_lock);
+		int e = write_batch(batch, n);
+		pthread_mutex_lock(&commit_lock);
+		for (struct commit *c = batch; c; c = c->next) {
+			c->err = e;
+			c->done = true;
+		}
+		committing = false;
+		pthread_cond_broadcast(&commit_cond);
+	}
+	pthread_mutex_unlock(&commit_lock);
+	return me.err;
 }
 
 static void
@@ -458,8 +587,9 @@ add_rcpt(struct spool_msg *m, struct spool_rcpt *r)
 	m->rcpts[m->nrcpt++] = *r;
 }
 
+/* The envelope; returns the version (1, 2 or 3; *nonce for 3) or -1. */
 static int
-parse_header(char *h, struct spool_msg *m, char *err, size_t errlen)
+parse_header(char *h, struct spool_msg *m, uint32_t *nonce, char *err, size_t errlen)
 {
 	char *save = NULL, *line;
 	int lineno = 0, version = 0;
@@ -473,12 +603,18 @@ parse_header(char *h, struct spool_msg *m, char *err, size_t errlen)
 		for (char *t = strtok_r(line, " ", &s2); t && nf < 4; t = strtok_r(NULL, " ", &s2))
 			f[nf++] = t;
 		if (lineno == 1) {
-			if (nf != 2 || strcmp(f[0], "SLUICE") != 0 ||
-			    (strcmp(f[1], "1") != 0 && strcmp(f[1], "2") != 0)) {
-				snprintf(err, errlen, "not a sluice spool file (version 1 or 2)");
+			char *end = NULL;
+			if (nf == 2 && strcmp(f[0], "SLUICE") == 0 &&
+			    (strcmp(f[1], "1") == 0 || strcmp(f[1], "2") == 0))
+				version = f[1][0] - '0';
+			else if (nf == 3 && strcmp(f[0], "SLUICE") == 0 && strcmp(f[1], "3") == 0 &&
+			    strlen(f[2]) == 8 && (*nonce = (uint32_t)strtoul(f[2], &end, 16)) != 0 &&
+			    *end == '\0')
+				version = 3;
+			else {
+				snprintf(err, errlen, "not a sluice spool file (version 1, 2 or 3)");
 				return -1;
 			}
-			version = f[1][0] - '0';
 			continue;
 		}
 		if (nf < 2)
@@ -529,24 +665,159 @@ bad:
 	return -1;
 }
 
-static int
-apply_records(struct spool_msg *m, char *p, char *err, size_t errlen)
+static void
+apply_record(struct spool_msg *m, int idx, int state, int attempts, int64_t next)
 {
-	char *save = NULL;
+	if (idx < 0 || idx >= m->nrcpt || state < RS_QUEUED || state > RS_DELETED)
+		return;
+	m->rcpts[idx].state = (uint8_t)state;
+	m->rcpts[idx].attempts = (uint16_t)attempts;
+	m->rcpts[idx].next_ms = next;
+}
 
-	for (char *line = strtok_r(p, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		int idx, state, attempts, end = 0;
-		int64_t next;
-		if (sscanf(line, "S %d %d %d %" SCNd64 "%n", &idx, &state, &attempts, &next, &end) != 4 ||
-		    line[end] != '\0')
-			continue;       /* a damaged record: ignore it */
-		if (idx < 0 || idx >= m->nrcpt || state < RS_QUEUED || state > RS_DELETED)
+/*
+ * The status records after a file's messages (p[0..len), len bytes to the
+ * end of the file). A line without its newline (torn by a crash) is not a
+ * record, nor is one of another version or another batch (an older
+ * batch's records after a shorter rewrite): "S IDX STATE ATTEMPTS NEXT"
+ * for a version 1 or 2 file, "R NONCE BODY_OFF IDX STATE ATTEMPTS NEXT"
+ * for version 3.
+ */
+static void
+apply_records(struct spool_msg *msgs, int n, int version, uint32_t nonce, const char *p,
+    size_t len)
+{
+	const char *end = p + len, *nl;
+
+	for (; p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL; p = nl + 1) {
+		char line[128];
+		int idx, state, attempts, used = 0;
+		int64_t next, boff;
+		unsigned non;
+		size_t ll = (size_t)(nl - p);
+
+		if (ll < 2 || ll >= sizeof(line) || p[1] != ' ')
 			continue;
-		m->rcpts[idx].state = (uint8_t)state;
-		m->rcpts[idx].attempts = (uint16_t)attempts;
-		m->rcpts[idx].next_ms = next;
+		memcpy(line, p, ll);
+		line[ll] = '\0';
+		if (version < 3 && line[0] == 'S') {
+			if (sscanf(line, "S %d %d %d %" SCNd64 "%n", &idx, &state, &attempts, &next,
+			    &used) == 4 && line[used] == '\0')
+				apply_record(&msgs[0], idx, state, attempts, next);
+		} else if (version == 3 && line[0] == 'R') {
+			if (sscanf(line, "R %8x %" SCNd64 " %d %d %d %" SCNd64 "%n", &non, &boff, &idx,
+			    &state, &attempts, &next, &used) != 6 || line[used] != '\0' ||
+			    non != nonce)
+				continue;
+			for (int i = 0; i < n; i++)
+				if (msgs[i].body_off == boff)
+					apply_record(&msgs[i], idx, state, attempts, next);
+		}
 	}
-	return 0;
+}
+
+/*
+ * The message at p (len bytes from p to the end of the file; base is the
+ * file's start, for body_off): envelope, body and END line. Returns the
+ * bytes it takes, or 0 with err set (m freed).
+ */
+static size_t
+parse_msg(char *p, size_t len, const char *base, struct spool_msg *m, int *version,
+    uint32_t *nonce, char *err, size_t errlen)
+{
+	char *hend = memmem(p, len, "\n\n", 2);
+	size_t used = 0;
+
+	memset(m, 0, sizeof(*m));
+	/* the envelope has no NUL: one hides its end */
+	if (hend == NULL || memchr(p, '\0', (size_t)(hend - p)) != NULL) {
+		snprintf(err, errlen, "partial file (no end of envelope)");
+		return 0;
+	}
+	size_t hlen = (size_t)(hend - p) + 2;
+	char *hcopy = xstrndup(p, hlen - 1);
+	if ((*version = parse_header(hcopy, m, nonce, err, errlen)) < 0)
+		goto out;
+	m->body_off = (off_t)(p - base) + (off_t)hlen;
+	size_t tail = hlen + m->body_len;
+	size_t endlen = *version == 1 ? sizeof(end_marker) - 1 : END_LINE_LEN;
+	if (m->body_len > len || len < tail + endlen) {
+		snprintf(err, errlen, "partial file (body cut short)");
+		goto out;
+	}
+	char *t = p + tail;
+	if (*version == 1) {
+		if (memcmp(t, end_marker, endlen) != 0) {
+			snprintf(err, errlen, "partial file (no END marker)");
+			goto out;
+		}
+	} else {
+		char want[END_LINE_LEN + 1];
+		if (memcmp(t, "END ", 4) != 0 || t[END_LINE_LEN - 1] != '\n') {
+			snprintf(err, errlen, "partial file (no END marker)");
+			goto out;
+		}
+		snprintf(want, sizeof(want), "END %08" PRIx32 "\n", spool_crc32c(0, p, tail));
+		if (memcmp(t, want, END_LINE_LEN) != 0) {
+			snprintf(err, errlen, "partial file (checksum mismatch)");
+			goto out;
+		}
+	}
+	used = tail + endlen;
+out:
+	free(hcopy);
+	if (used == 0)
+		spool_msg_free(m);
+	return used;
+}
+
+/*
+ * A whole slot file (buf[0..len)): its messages, with their status records
+ * applied, into *msgs (malloc'd); returns how many (one for versions 1 and
+ * 2), or 0 with err set when the first is partial or corrupt (a message
+ * after the first that does not parse, or is not of the first one's batch,
+ * ends the file's messages: a rewrite cut short, or an older batch's).
+ * *nonce: the batch's (0 for versions 1 and 2).
+ */
+static int
+parse_file(char *buf, size_t len, struct spool_msg **msgs, uint32_t *nonce, char *err,
+    size_t errlen)
+{
+	struct spool_msg *v = NULL;
+	int n = 0, cap = 0, version = 0;
+	size_t off = 0;
+
+	*nonce = 0;
+	for (;;) {
+		struct spool_msg m;
+		uint32_t non = 0;
+		int ver;
+		char e2[64];
+		size_t used = parse_msg(buf + off, len - off, buf, &m, &ver, &non,
+		    n == 0 ? err : e2, n == 0 ? errlen : sizeof(e2));
+		if (used == 0)
+			break;
+		if (n > 0 && (ver != 3 || non != *nonce)) {
+			spool_msg_free(&m);
+			break;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 4;
+			v = xrealloc(v, sizeof(*v) * (size_t)cap);
+		}
+		v[n++] = m;
+		off += used;
+		if (n == 1) {
+			version = ver;
+			*nonce = non;
+		}
+		if (ver < 3 || len - off < 6 || memcmp(buf + off, "SLUICE", 6) != 0)
+			break;
+	}
+	if (n > 0)
+		apply_records(v, n, version, *nonce, buf + off, len - off);
+	*msgs = v;
+	return n;
 }
 
 int
@@ -602,8 +873,7 @@ spool_load_fd(int fd, struct spool_msg *m, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot stat: %s", strerror(errno));
 		return -2;
 	}
-	/* a version 2 file is read whole: its checksum covers envelope and
-	 * message */
+	/* read whole: the checksums cover envelopes and messages */
 	if (st.st_size < (off_t)(64 << 20))
 		cap = (size_t)st.st_size + 2;
 	buf = xmalloc(cap);
@@ -620,58 +890,20 @@ spool_load_fd(int fd, struct spool_msg *m, char *err, size_t errlen)
 int
 spool_load_buf(char *buf, size_t len, struct spool_msg *m, char *err, size_t errlen)
 {
-	char *hcopy = NULL, *t, *hend;
-	size_t tlen;
-	int rc = -1, version;
+	struct spool_msg *v;
+	uint32_t nonce;
 
-	memset(m, 0, sizeof(*m));
 	buf[len] = '\0';
-	hend = strstr(buf, "\n\n");     /* the envelope has no NUL: one hides it */
-	if (hend == NULL) {
-		snprintf(err, errlen, "partial file (no end of envelope)");
-		goto out;
+	int n = parse_file(buf, len, &v, &nonce, err, errlen);
+	if (n == 0) {
+		memset(m, 0, sizeof(*m));
+		return -1;
 	}
-	size_t hlen = (size_t)(hend - buf) + 2;
-	hcopy = xstrndup(buf, hlen - 1);
-	if ((version = parse_header(hcopy, m, err, errlen)) < 0)
-		goto out;
-	m->body_off = (off_t)hlen;
-	size_t tail = hlen + m->body_len;
-	size_t endlen = version == 1 ? sizeof(end_marker) - 1 : END_LINE_LEN;
-	if (m->body_len > len || len < tail + endlen) {
-		snprintf(err, errlen, "partial file (body cut short)");
-		goto out;
-	}
-	t = buf + tail;
-	tlen = len - tail;
-	if (version == 1) {
-		if (memcmp(t, end_marker, endlen) != 0) {
-			snprintf(err, errlen, "partial file (no END marker)");
-			goto out;
-		}
-	} else {
-		char want[END_LINE_LEN + 1];
-		snprintf(want, sizeof(want), "END %08" PRIx32 "\n", spool_crc32c(0, buf, tail));
-		if (memcmp(t, "END ", 4) != 0 || t[END_LINE_LEN - 1] != '\n') {
-			snprintf(err, errlen, "partial file (no END marker)");
-			goto out;
-		}
-		if (memcmp(t, want, END_LINE_LEN) != 0) {
-			snprintf(err, errlen, "partial file (checksum mismatch)");
-			goto out;
-		}
-	}
-	t[tlen] = '\0';
-	/* a record torn by a crash (no final newline) is not applied */
-	char *nl = strrchr(t + endlen, '\n');
-	*(nl ? nl + 1 : t + endlen) = '\0';
-	apply_records(m, t + endlen, err, errlen);
-	rc = 0;
-out:
-	if (rc != 0)
-		spool_msg_free(m);
-	free(hcopy);
-	return rc;
+	*m = v[0];
+	for (int i = 1; i < n; i++)
+		spool_msg_free(&v[i]);
+	free(v);
+	return 0;
 }
 
 const char *
@@ -703,12 +935,26 @@ spool_msg_free(struct spool_msg *m)
 	memset(m, 0, sizeof(*m));
 }
 
+static uint32_t
+slot_nonce(uint32_t slot)
+{
+	pthread_mutex_lock(&spare_lock);
+	struct slot_info *si = slot_info(slot, false);
+	uint32_t nonce = si ? si->nonce : 0;
+	pthread_mutex_unlock(&spare_lock);
+	return nonce;
+}
+
 int
 spool_record(const struct spool_msg *m, int idx, enum rcpt_state state, int attempts,
     int64_t next_ms)
 {
-	char rec[96], name[12];
-	int n = snprintf(rec, sizeof(rec), "S %d %d %d %" PRId64 "\n", idx, (int)state, attempts, next_ms);
+	char rec[128], name[12];
+	uint32_t nonce = slot_nonce(m->slot);
+	int n = nonce ?
+	    snprintf(rec, sizeof(rec), "R %08" PRIx32 " %lld %d %d %d %" PRId64 "\n", nonce,
+		(long long)m->body_off, idx, (int)state, attempts, next_ms) :
+	    snprintf(rec, sizeof(rec), "S %d %d %d %" PRId64 "\n", idx, (int)state, attempts, next_ms);
 	int fd = spool_dir ? openat(slot_at(m->slot, name), name, O_WRONLY | O_APPEND | O_CLOEXEC) : -1;
 
 	if (fd < 0)
@@ -719,19 +965,18 @@ spool_record(const struct spool_msg *m, int idx, enum rcpt_state state, int atte
 }
 
 /*
- * A finished message: its first byte turns "SLUICE" into "XLUICE" (not a
- * message, now and after a restart) and the slot is kept as a spare.
+ * A slot none of whose messages is left: its first byte turns "SLUICE"
+ * into "XLUICE" (not a message, now and after a restart) and it is kept as
+ * a spare (beyond MAX_SPARES, unlinked).
  */
-int
-spool_remove(uint32_t slot)
+static int
+slot_free(uint32_t slot)
 {
 	char name[12];
 	struct stat st;
-
-	if (spool_dir == NULL)
-		return -1;
 	int dfd = slot_at(slot, name);
 	int fd = openat(dfd, name, O_WRONLY | O_CLOEXEC);
+
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -1;
 	bool marked = pwrite(fd, "X", 1, 0) == 1 && fstat(fd, &st) == 0;
@@ -739,6 +984,23 @@ spool_remove(uint32_t slot)
 	if (marked && spare_push(slot, st.st_size))
 		return 0;
 	return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int
+spool_done(const struct spool_msg *m, int idx, enum rcpt_state state, int attempts)
+{
+	if (spool_dir == NULL)
+		return -1;
+	pthread_mutex_lock(&spare_lock);
+	struct slot_info *si = slot_info(m->slot, false);
+	bool last = si == NULL || si->live <= 1;
+	if (si)
+		si->live = last ? 0 : si->live - 1;
+	pthread_mutex_unlock(&spare_lock);
+	if (last)
+		return slot_free(m->slot);
+	/* the file keeps other messages: this one's end is a record */
+	return idx >= 0 ? spool_record(m, idx, state, attempts, 0) : 0;
 }
 
 /*
@@ -763,7 +1025,8 @@ struct scan_thread {
 	void *arg;
 	char *buf;                      /* the file being read, grown as needed */
 	size_t cap;
-	long n;                         /* files handed to cb */
+	long n;                         /* messages handed to cb */
+	long discarded;                 /* partial files */
 	uint32_t next;                  /* highest slot seen + 1 */
 };
 
@@ -787,11 +1050,11 @@ open_noatime(int dfd, const char *name)
 	return fd;
 }
 
-/* One slot file at startup: a message for cb, or a spare. */
+/* One slot file at startup: its messages for cb, or a spare. */
 static void
 scan_slot(struct scan_thread *st, uint32_t slot)
 {
-	char name[12];
+	char name[12], err[256];
 	size_t len;
 	int dfd = slot_at(slot, name);
 	int fd = open_noatime(dfd, name);
@@ -806,8 +1069,27 @@ scan_slot(struct scan_thread *st, uint32_t slot)
 	}
 	close(fd);
 	if (len >= 6 && memcmp(st->buf, "SLUICE", 6) == 0) {
-		st->cb(slot, st->buf, len, st->arg);
-		st->n++;
+		struct spool_msg *msgs;
+		uint32_t nonce;
+		int n = parse_file(st->buf, len, &msgs, &nonce, err, sizeof(err));
+		if (n == 0) {
+			char path[PATH_MAX];
+			log_warnx("event=spool-discard path=%s reason=\"%s\"",
+			    spool_file(slot, path, sizeof(path)), err);
+			st->discarded++;
+			slot_free(slot);
+		} else {
+			/* live before cb: the queue may finish them at once */
+			pthread_mutex_lock(&spare_lock);
+			*slot_info(slot, true) = (struct slot_info){ nonce, (uint32_t)n };
+			pthread_mutex_unlock(&spare_lock);
+			for (int i = 0; i < n; i++) {
+				msgs[i].slot = slot;
+				st->cb(&msgs[i], st->arg);
+			}
+			st->n += n;
+		}
+		free(msgs);
 	} else if (!spare_push(slot, (off_t)len))
 		unlinkat(dfd, name, 0);
 	/* one huge message must not pin its buffer for the rest of the scan */
@@ -918,7 +1200,7 @@ scan_run(void *arg)
 }
 
 long
-spool_scan(int nthreads, spool_scan_fn cb, void *const *args)
+spool_scan(int nthreads, spool_scan_fn cb, void *const *args, long *discarded)
 {
 	char path[PATH_MAX];
 	uint32_t next = 0;
@@ -958,6 +1240,8 @@ spool_scan(int nthreads, spool_scan_fn cb, void *const *args)
 		pthread_join(st[t].tid, NULL);
 	for (int t = 0; t < started; t++) {
 		n += st[t].n;
+		if (discarded)
+			*discarded += st[t].discarded;
 		next = MAX(next, st[t].next);
 	}
 	free(st);

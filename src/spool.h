@@ -1,16 +1,19 @@
 /*
- * spool: one file per message, in slots. A slot is a file q/XX/N that
- * keeps its name for ever; a message is written into a spare slot in place
- * and fdatasync'd, which is its commit: the END line carries a CRC-32C of
- * envelope and message, so a torn rewrite is never taken for a message. A
- * new slot (no spare left) is created and its directory fsync'd too.
- * After the END line, per-recipient status records are appended (not
- * fsync'd: losing one can only cause the documented duplicate delivery).
- * A finished message's first byte is overwritten ("XLUICE") and its slot
- * becomes a spare. The layout is described in queue/README.
+ * spool: messages in slot files. A slot is a file q/XX/N that keeps its
+ * name for ever. spool_write() group-commits: concurrent writers' messages
+ * go one after another into one spare slot, rewritten in place, with one
+ * fdatasync for all of them, which is their commit; each message's END
+ * line carries a CRC-32C of its envelope and body, and the messages of a
+ * batch share a random nonce, so a torn rewrite or an older batch's bytes
+ * are never taken for a message. A new slot (no spare left) is created and
+ * its directory fsync'd too. Per-recipient status records are appended
+ * after the messages (not fsync'd: losing one can only cause the
+ * documented duplicate delivery). When every message of a slot is
+ * finished, its first byte is overwritten ("XLUICE") and it becomes a
+ * spare. The layout is described in queue/README.
  *
  * The body is stored in wire form: CRLF line ends, dot-stuffed, without the
- * final ".\r\n", so delivery sends it as is (sendfile) and adds ".\r\n".
+ * final ".\r\n", so delivery sends it as is and adds ".\r\n".
  */
 #ifndef SLUICE_SPOOL_H
 #define SLUICE_SPOOL_H
@@ -78,20 +81,24 @@ int spool_init(const char *dir, char *err, size_t errlen);
 const char *spool_file(uint32_t slot, char *buf, size_t len);
 
 /*
- * Write a message durably into a slot (blocking: call from a job thread)
- * and set m->slot. The body is the concatenation of iov (wire form).
- * Returns 0, or an errno value (ENOSPC, EIO ...) after removing the file.
+ * Write a message durably into a slot, with whatever other threads are
+ * writing at the same time (blocking: call from a job thread), and set
+ * m->slot and m->body_off. The body is the concatenation of iov (wire
+ * form). Returns 0, or an errno value (ENOSPC, EIO ...): then nothing of
+ * it is left in the spool.
  */
 int spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt);
 
-/* Serialise just the envelope header (unit tests, spool_write). malloc'd. */
-char *spool_format_header(const struct spool_msg *m, size_t *len);
+/* Serialise just the envelope header of a batch's message (unit tests,
+ * spool_write). malloc'd. */
+char *spool_format_header(const struct spool_msg *m, uint32_t nonce, size_t *len);
 
 /* A read-only descriptor of m's file (delivery, DSNs), or -1 with errno. */
 int spool_open(const struct spool_msg *m);
 
 /*
- * Read a message's envelope and status records (not the body). Returns 0;
+ * Read a file's (first) message: envelope and status records, not the
+ * body. Returns 0;
  * -1 with err set for a partial file (no END marker) or a corrupt one,
  * which may be removed; -2 for an I/O error (open, read), which must not.
  * spool_load_fd reads an open file from its start (it does not close fd);
@@ -113,23 +120,27 @@ int spool_record(const struct spool_msg *m, int idx, enum rcpt_state state, int 
 /* CRC-32C (Castagnoli) of buf, continuing crc (0 to start). */
 uint32_t spool_crc32c(uint32_t crc, const void *buf, size_t len);
 
-/* Finish a slot's message: its file is marked and kept as a spare. */
-int spool_remove(uint32_t slot);
+/*
+ * m is finished: none of its recipients is queued any more, recipient idx
+ * (>= 0) last, now in state. When m was its slot's last message, the file
+ * is marked and kept as a spare; otherwise idx's record is appended (idx
+ * < 0: the records already say so). Exactly once per message.
+ */
+int spool_done(const struct spool_msg *m, int idx, enum rcpt_state state, int attempts);
 
 /*
  * Walk the spool at startup with nthreads threads (the caller and
  * nthreads - 1 more; each reads whole bucket directories, a bucket's files
- * in inode order): cb(slot, buf, len, args[t]) on thread t for every file
- * that starts with "SLUICE" (a message, or a torn rewrite:
- * spool_load_buf tells them apart), buf its whole content (len bytes,
- * writable up to buf[len], valid until cb returns). Every such file is
- * handed over exactly once; calls on different threads run concurrently.
- * Other slot files become spares; tmp/ is emptied; an older sluice's files
- * (q/XX/ID, f.SEQ) are renamed to slots, t.* removed. Returns the number
- * of files handed to cb.
+ * in inode order): cb(m, args[t]) on thread t for every message found,
+ * status records applied, m->slot set; cb owns m's members (spool_msg_free
+ * or keep them). Calls on different threads run concurrently. Partial
+ * files are logged (event=spool-discard), counted in *discarded (may be
+ * NULL) and become spares, as do other slot files; tmp/ is emptied; an
+ * older sluice's files (q/XX/ID, f.SEQ) are renamed to slots, t.* removed.
+ * Returns the number of messages handed to cb.
  */
-typedef void (*spool_scan_fn)(uint32_t slot, char *buf, size_t len, void *arg);
-long spool_scan(int nthreads, spool_scan_fn cb, void *const *args);
+typedef void (*spool_scan_fn)(struct spool_msg *m, void *arg);
+long spool_scan(int nthreads, spool_scan_fn cb, void *const *args, long *discarded);
 
 /* Dot-stuffing helpers (wire form). */
 /* Append src (raw lines, CRLF or bare LF) to dst in wire form: CRLF line

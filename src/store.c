@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "log.h"
 #include "store.h"
@@ -27,6 +28,14 @@
 
 #define SCHEMA_VERSION 1
 #define BATCH_MAX 20000         /* writes per transaction */
+/*
+ * At most one commit every COMMIT_PACE_MS, unless a full batch is queued:
+ * each commit costs LMDB two synchronous writes (data, then meta), and a
+ * delivery queues one write (engagement), so a commit per delivery or two
+ * would cost the disk more than the spool does. A write waits at most
+ * this long more for its commit.
+ */
+#define COMMIT_PACE_MS 5
 
 static const char *const db_names[STORE_NDB] = {
 	[DB_META] = "meta",
@@ -183,8 +192,10 @@ enqueue(struct wop *op)
 	else
 		qhead = op;
 	qtail = op;
-	qlen++;
-	pthread_cond_signal(&qcond);
+	/* the writer waits for a first write, or for a full batch while it
+	 * paces its commits: nothing else wakes it */
+	if (++qlen == 1 || qlen == BATCH_MAX)
+		pthread_cond_signal(&qcond);
 	pthread_mutex_unlock(&qlock);
 }
 
@@ -356,9 +367,19 @@ finish(struct wop *op)
 	free(op);
 }
 
+static int
+timespec_cmp(const struct timespec *a, const struct timespec *b)
+{
+	if (a->tv_sec != b->tv_sec)
+		return a->tv_sec < b->tv_sec ? -1 : 1;
+	return a->tv_nsec < b->tv_nsec ? -1 : a->tv_nsec > b->tv_nsec;
+}
+
 static void *
 writer_main(void *unused)
 {
+	struct timespec due = { 0, 0 };         /* the next commit, at the earliest */
+
 	(void)unused;
 	for (;;) {
 		pthread_mutex_lock(&qlock);
@@ -367,6 +388,19 @@ writer_main(void *unused)
 		if (qhead == NULL && writer_stop) {
 			pthread_mutex_unlock(&qlock);
 			break;
+		}
+		while (!writer_stop && qlen < BATCH_MAX) {
+			struct timespec now;
+			clock_gettime(CLOCK_REALTIME, &now);
+			if (timespec_cmp(&now, &due) >= 0)
+				break;
+			pthread_cond_timedwait(&qcond, &qlock, &due);
+		}
+		clock_gettime(CLOCK_REALTIME, &due);
+		due.tv_nsec += COMMIT_PACE_MS * 1000000L;
+		if (due.tv_nsec >= 1000000000L) {
+			due.tv_sec++;
+			due.tv_nsec -= 1000000000L;
 		}
 		/* take up to BATCH_MAX writes */
 		struct wop *batch = qhead, *last = qhead;

@@ -487,7 +487,7 @@ test_limits_without_star_block(void **state)
 	assert_int_equal(l.max_rcpt_per_msg, 5);
 	assert_string_equal(l.origin[L_MAX_RCPT_PER_MSG], "t.conf:6");
 	assert_int_equal(c->workers, 0);         /* auto */
-	assert_int_equal(c->spool_threads, 4);
+	assert_int_equal(c->spool_threads, 8);
 	assert_int_equal(c->log_level, LOG_INFO);
 	assert_false(c->has_resolver);
 	assert_non_null(c->hostname);            /* the system's */

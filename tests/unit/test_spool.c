@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,20 +117,18 @@ count_dir(const char *path)
 	return n;
 }
 
-/* A new file is padded with newlines after its END line to a whole page. */
-static void
-assert_padded(const char *file, size_t flen, size_t mlen, size_t want_len)
-{
-	assert_int_equal(flen, want_len);
-	assert_true(flen >= mlen);
-	for (size_t i = mlen; i < flen; i++)
-		assert_int_equal(file[i], '\n');
-}
-
 static size_t
 page_round(size_t n)
 {
 	return (n + 4095) / 4096 * 4096;
+}
+
+/* The batch nonce on a version 3 file's first line ("SLUICE 3 NONCE"). */
+static uint32_t
+nonce_of(const char *file)
+{
+	assert_memory_equal(file, "SLUICE 3 ", 9);
+	return (uint32_t)strtoul(file + 9, NULL, 16);
 }
 
 /* The path of a written message's slot file (malloc'd). */
@@ -197,8 +196,8 @@ test_format_header(void **state)
 	m.rcpts = &r;
 	m.nrcpt = 1;
 	m.body_len = 42;
-	h = spool_format_header(&m, &len);
-	assert_string_equal(h, "SLUICE 2\nid 0123456789ABCDEFGHJKMNPQRS\ncreated 5\nsender %\n"
+	h = spool_format_header(&m, 0xabcd, &len);
+	assert_string_equal(h, "SLUICE 3 0000abcd\nid 0123456789ABCDEFGHJKMNPQRS\ncreated 5\nsender %\n"
 	    "flags 0\npriority 0\nrcpt 0 - a@b.test\nbody 42\n\n");
 	assert_int_equal(len, strlen(h));
 	free(h);
@@ -210,8 +209,8 @@ test_format_header(void **state)
 	m.flags = 9;
 	r.orcpt = "rfc822;a@b.test";
 	r.notify = 3;
-	h = spool_format_header(&m, &len);
-	assert_string_equal(h, "SLUICE 2\nid 0123456789ABCDEFGHJKMNPQRS\ncreated 5\nsender a%20b@c\n"
+	h = spool_format_header(&m, 0xfedcba98, &len);
+	assert_string_equal(h, "SLUICE 3 fedcba98\nid 0123456789ABCDEFGHJKMNPQRS\ncreated 5\nsender a%20b@c\n"
 	    "flags 9\npriority -3\npool p%25q\nrcpt 3 rfc822;a@b.test a@b.test\nbody 42\n\n");
 	free(h);
 }
@@ -261,11 +260,12 @@ test_round_trip(void **state)
 	assert_int_equal(count_dir(tmpd), 0);
 
 	/* the file: header, the body bytes exactly as given, END and the
-	 * CRC-32C of everything before it */
+	 * CRC-32C of everything before it, nothing after */
 	file = slurp(path, &flen);
 	size_t mlen = (size_t)m.body_off + blen + 13;
-	assert_padded(file, flen, mlen, page_round(mlen));
-	assert_memory_equal(file, "SLUICE 2\n", 9);
+	assert_int_equal(flen, mlen);
+	uint32_t nonce = nonce_of(file);
+	assert_true(nonce != 0);
 	assert_memory_equal(file + m.body_off, body0, sizeof(body0) - 1);
 	assert_memory_equal(file + m.body_off + sizeof(body0) - 1, body2, sizeof(body2) - 1);
 	assert_memory_equal(file + m.body_off + sizeof(body0) - 1 + sizeof(body2) - 1,
@@ -277,7 +277,7 @@ test_round_trip(void **state)
 	}
 	{
 		size_t hl;
-		char *h = spool_format_header(&m, &hl);
+		char *h = spool_format_header(&m, nonce, &hl);
 		assert_int_equal(hl, (size_t)m.body_off);
 		assert_memory_equal(file, h, hl);
 		free(h);
@@ -405,7 +405,7 @@ test_large_header_and_many_iovecs(void **state)
 	assert_string_equal(l.rcpts[1234].addr, addrs[1234]);
 	assert_int_equal(l.body_off, m.body_off);
 	file = slurp(path, &flen);
-	assert_padded(file, flen, (size_t)l.body_off + wl + 13, page_round((size_t)l.body_off + wl + 13));
+	assert_int_equal(flen, (size_t)l.body_off + wl + 13);
 	assert_memory_equal(file + l.body_off, want, wl);
 	free(file);
 	spool_msg_free(&l);
@@ -426,20 +426,46 @@ write_full(struct spool_msg *m)
 	return file_of(m);
 }
 
+/* Append a version 3 record line "R NONCE BODY_OFF rest" for m to path
+ * (rest without its newline: nl adds one). */
+static void
+append_rec(const char *path, const struct spool_msg *m, uint32_t nonce, const char *rest, bool nl)
+{
+	char line[160];
+
+	snprintf(line, sizeof(line), "R %08x %lld %s%s", (unsigned)nonce, (long long)m->body_off,
+	    rest, nl ? "\n" : "");
+	append(path, line);
+}
+
 static void
 test_status_records(void **state)
 {
 	struct spool_msg m, l;
-	char err[256], *path;
+	char err[256], *path, *file;
+	size_t flen;
 
 	(void)state;
 	path = write_full(&m);
+	file = slurp(path, &flen);
+	uint32_t nonce = nonce_of(file);
+	free(file);
 	assert_int_equal(spool_record(&m, 0, RS_DELIVERED, 1, 0), 0);
 	assert_int_equal(spool_record(&m, 1, RS_QUEUED, 1, 1700000300000LL), 0);
 	assert_int_equal(spool_record(&m, 1, RS_QUEUED, 2, 1700000900000LL), 0);
 	assert_int_equal(spool_record(&m, 2, RS_BOUNCED, 1, 0), 0);
 	assert_int_equal(spool_record(&m, 3, RS_QUEUED, 4, 1700001000000LL), 0);
 	assert_int_equal(spool_record(&m, 3, RS_EXPIRED, 5, 0), 0);
+	/* the records as they are on disk */
+	file = slurp(path, &flen);
+	{
+		char want[128];
+		snprintf(want, sizeof(want), "R %08x %lld 3 3 5 0\n", (unsigned)nonce,
+		    (long long)m.body_off);
+		assert_true(flen > strlen(want));
+		assert_memory_equal(file + flen - strlen(want), want, strlen(want));
+	}
+	free(file);
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.rcpts[0].state, RS_DELIVERED);
 	assert_int_equal(l.rcpts[0].attempts, 1);
@@ -453,15 +479,26 @@ test_status_records(void **state)
 	assert_int_equal(l.rcpts[3].next_ms, 0);
 	spool_msg_free(&l);
 
-	/* records that do not apply are skipped: bad index, bad state, junk */
-	append(path, "S 9 1 1 0\nS -1 1 1 0\nS 1 7 1 0\nhello\n\nS x y z w\n");
+	/* records that do not apply are skipped: bad index, bad state, junk,
+	 * another batch's nonce, another message's offset, the older
+	 * versions' form */
+	append_rec(path, &m, nonce, "9 1 1 0", true);
+	append_rec(path, &m, nonce, "-1 1 1 0", true);
+	append_rec(path, &m, nonce, "1 7 1 0", true);
+	append_rec(path, &m, nonce ^ 1, "1 1 9 0", true);
+	append(path, "hello\n\nR x y z w\nS 1 1 9 0\n");
+	{
+		struct spool_msg other = m;
+		other.body_off++;
+		append_rec(path, &other, nonce, "1 1 9 0", true);
+	}
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.rcpts[1].state, RS_QUEUED);
 	assert_int_equal(l.rcpts[1].attempts, 2);
 	spool_msg_free(&l);
 
 	/* a torn last record (a crash in the middle of the write) is ignored */
-	append(path, "S 1 3");
+	append_rec(path, &m, nonce, "1 3", false);
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.rcpts[1].state, RS_QUEUED);
 	assert_int_equal(l.rcpts[1].attempts, 2);
@@ -469,17 +506,20 @@ test_status_records(void **state)
 	spool_msg_free(&l);
 	free(path);
 
-	/* torn inside its last number: it has four fields but no end of line */
+	/* torn inside its last number: every field but no end of line */
 	path = write_full(&m);
+	file = slurp(path, &flen);
+	nonce = nonce_of(file);
+	free(file);
 	assert_int_equal(spool_record(&m, 1, RS_QUEUED, 2, 1700000900000LL), 0);
-	append(path, "S 1 0 3 17");
+	append_rec(path, &m, nonce, "1 0 3 17", false);
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.rcpts[1].attempts, 2);
 	assert_int_equal(l.rcpts[1].next_ms, 1700000900000LL);
 	spool_msg_free(&l);
 	/* the next record is appended right after the torn bytes: the glued
-	 * line "S 1 0 3 17S 1 1 4 0" is not a record (losing it can only cause
-	 * the documented duplicate delivery), and it must not apply "17" */
+	 * line is not a record (losing it can only cause the documented
+	 * duplicate delivery), and it must not apply "17" */
 	assert_int_equal(spool_record(&m, 1, RS_DELIVERED, 4, 0), 0);
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.rcpts[1].state, RS_QUEUED);
@@ -493,6 +533,19 @@ test_status_records(void **state)
 	assert_int_equal(l.rcpts[1].attempts, 5);
 	spool_msg_free(&l);
 	free(path);
+
+	/* a version 2 file (one message) keeps its "S" records */
+	{
+		static const char v2[] = "SLUICE 1\nid ABC\nsender %\nrcpt 0 - c@d\nrcpt 0 - e@f\n"
+		    "body 3\n\nxyzEND\nS 1 1 1 0\nR 00000001 26 0 1 1 0\n";
+		char p2[PATH_MAX];
+		snprintf(p2, sizeof(p2), "%s/v2", dir);
+		put_file(p2, v2, sizeof(v2) - 1);
+		assert_int_equal(spool_load(p2, &l, err, sizeof(err)), 0);
+		assert_int_equal(l.rcpts[0].state, RS_QUEUED);
+		assert_int_equal(l.rcpts[1].state, RS_DELIVERED);
+		spool_msg_free(&l);
+	}
 
 	/* a slot without a file */
 	m.slot = 999999;
@@ -531,9 +584,7 @@ test_partial_and_corrupt(void **state)
 	(void)state;
 	path = write_full(&m);
 	file = slurp(path, &flen);
-	/* the message alone, without the padding after its END line */
-	flen = (size_t)m.body_off + m.body_len + 13;
-	put_file(path, file, flen);
+	assert_int_equal(flen, (size_t)m.body_off + m.body_len + 13);
 
 	/* cut before the END line, or inside it */
 	assert_int_equal(truncate(path, (off_t)flen - 13), 0);
@@ -561,10 +612,10 @@ test_partial_and_corrupt(void **state)
 	put_file(path, file, flen);
 	load_fails(path, "partial file (checksum mismatch)");
 	file[m.body_off + 5] ^= 0x20;
-	file[20] ^= 0x01;
+	file[30] ^= 0x01;
 	put_file(path, file, flen);
 	load_fails(path, "partial file (checksum mismatch)");
-	file[20] ^= 0x01;
+	file[30] ^= 0x01;
 	/* a body longer than the header says */
 	{
 		char *longer = malloc(flen + 1);
@@ -588,11 +639,18 @@ test_partial_and_corrupt(void **state)
 	/* garbage */
 	snprintf(p2, sizeof(p2), "%s/garbage", dir);
 	put_file(p2, "GARBAGE\n\nEND\n", 13);
-	load_fails(p2, "not a sluice spool file (version 1 or 2)");
-	put_file(p2, "SLUICE 3\nid X\n\nEND\n", 19);
-	load_fails(p2, "not a sluice spool file (version 1 or 2)");
+	load_fails(p2, "not a sluice spool file (version 1, 2 or 3)");
+	put_file(p2, "SLUICE 4\nid X\n\nEND\n", 19);
+	load_fails(p2, "not a sluice spool file (version 1, 2 or 3)");
 	put_file(p2, "XLUICE 2\nid X\n\nEND\n", 19);
-	load_fails(p2, "not a sluice spool file (version 1 or 2)");
+	load_fails(p2, "not a sluice spool file (version 1, 2 or 3)");
+	/* version 3 needs its nonce: eight hex digits, not zero */
+	put_file(p2, "SLUICE 3\nid X\n\nEND\n", 19);
+	load_fails(p2, "not a sluice spool file (version 1, 2 or 3)");
+	put_file(p2, "SLUICE 3 00000000\nid X\n\nEND\n", 28);
+	load_fails(p2, "not a sluice spool file (version 1, 2 or 3)");
+	put_file(p2, "SLUICE 3 1234567\nid X\n\nEND\n", 27);
+	load_fails(p2, "not a sluice spool file (version 1, 2 or 3)");
 	{
 		static const char bad_line[] = "SLUICE 1\nid ABC\nwhat is this\nbody 0\n\nEND\n";
 		static const char bad_pct[] = "SLUICE 1\nid ABC\ncreated 1\nsender %G0\nbody 0\n\nEND\n";
@@ -640,28 +698,21 @@ test_partial_and_corrupt(void **state)
 }
 
 struct seen {
-	uint32_t slots[16];
-	char ids[16][QID_LEN + 1];
+	uint32_t slots[64];
+	char ids[64][QID_LEN + 1];
 	int n;
 };
 
-/* The scan hands over whole files: load each to see what it is. */
 static void
-scan_cb(uint32_t slot, char *buf, size_t len, void *arg)
+scan_cb(struct spool_msg *m, void *arg)
 {
 	struct seen *s = arg;
-	struct spool_msg l;
-	char err[256];
 
-	assert_true(s->n < 16);
-	assert_int_equal(buf[len], '\0');
-	s->slots[s->n] = slot;
-	s->ids[s->n][0] = '\0';
-	if (spool_load_buf(buf, len, &l, err, sizeof(err)) == 0) {
-		snprintf(s->ids[s->n], sizeof(s->ids[0]), "%s", l.id);
-		spool_msg_free(&l);
-	}
+	assert_true(s->n < 64);
+	s->slots[s->n] = m->slot;
+	snprintf(s->ids[s->n], sizeof(s->ids[0]), "%s", m->id);
 	s->n++;
+	spool_msg_free(m);
 }
 
 /* spool_scan with SCAN_T threads, each with its own record, merged in s. */
@@ -676,10 +727,10 @@ scan_all(struct seen *s)
 		per[t].n = 0;
 		args[t] = &per[t];
 	}
-	long n = spool_scan(SCAN_T, scan_cb, args);
+	long n = spool_scan(SCAN_T, scan_cb, args, NULL);
 	for (int t = 0; t < SCAN_T; t++)
 		for (int i = 0; i < per[t].n; i++) {
-			assert_true(s->n < 16);
+			assert_true(s->n < 64);
 			s->slots[s->n] = per[t].slots[i];
 			memcpy(s->ids[s->n], per[t].ids[i], sizeof(s->ids[0]));
 			s->n++;
@@ -721,54 +772,27 @@ test_scan_and_remove(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_true(seen_slot(&s, m[i].slot));
 
-	/* removal marks the file: it stays as a spare, no longer a message */
-	assert_int_equal(spool_remove(m[1].slot), 0);
+	/* a finished message's file is marked: a spare, no longer a message */
+	assert_int_equal(spool_done(&m[1], -1, RS_QUEUED, 0), 0);
 	assert_true(exists(want[1]));
-	load_fails(want[1], "not a sluice spool file (version 1 or 2)");
+	load_fails(want[1], "not a sluice spool file (version 1, 2 or 3)");
 	s.n = 0;
 	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
 	assert_int_equal(scan_all(&s), 2);
 	assert_false(seen_slot(&s, m[1].slot));
 	/* a slot whose file is gone: nothing to do */
-	assert_int_equal(spool_remove(4000000), 0);
+	m[1].slot = 4000000;
+	assert_int_equal(spool_done(&m[1], 0, RS_DELIVERED, 1), 0);
 	for (int i = 0; i < 3; i++)
 		free(want[i]);
 }
 
 /*
- * A message with a body of n bytes, finished; then the sample message
- * written into its slot, padded with newlines after its END line. Returns
- * the length of that file; *mlen is the message's own length in it.
- */
-static size_t
-rewrite_after(size_t n, size_t *mlen)
-{
-	struct spool_msg m;
-	struct iovec iov[4], body = { xmalloc(n), n };
-	size_t flen;
-
-	memset(body.iov_base, 'm', n);
-	full_msg(&m, iov);
-	assert_int_equal(spool_write(&m, &body, 1), 0);
-	assert_int_equal(spool_remove(m.slot), 0);
-	uint32_t was = m.slot;
-	full_msg(&m, iov);
-	assert_int_equal(spool_write(&m, iov, 4), 0);
-	assert_int_equal(m.slot, was);
-	char *path = file_of(&m), *file = slurp(path, &flen);
-	*mlen = (size_t)m.body_off + m.body_len + 13;
-	assert_padded(file, flen, *mlen, flen);
-	free(file);
-	free(path);
-	free(body.iov_base);
-	return flen;
-}
-
-/*
- * Recycling: a finished slot is marked and the next message is written
- * into it (same file, no directory fsync). At startup a torn rewrite is
- * refused by the checksum and becomes a spare again; a marked spare is not
- * a message and is reused after the restart.
+ * Recycling: a finished slot is marked and the next batch is written into
+ * it from its start (same file, no directory fsync, nothing padded or cut
+ * unless the spare is far longer). At startup a torn rewrite is refused by
+ * the checksum and becomes a spare again; a marked spare is not a message
+ * and is reused after the restart.
  */
 static void
 test_recycle(void **state)
@@ -777,6 +801,7 @@ test_recycle(void **state)
 	struct iovec iov[4];
 	char err[256], *pa, *pb, *file;
 	size_t flen;
+	long bad = 0;
 	struct seen s = { .n = 0 };
 
 	(void)state;
@@ -785,44 +810,50 @@ test_recycle(void **state)
 	 * next message written into this file */
 	assert_int_equal(spool_record(&a, 0, RS_DELIVERED, 1, 0), 0);
 	assert_int_equal(spool_record(&a, 1, RS_BOUNCED, 1, 0), 0);
-	assert_int_equal(spool_remove(a.slot), 0);
+	assert_int_equal(spool_done(&a, 2, RS_DELIVERED, 1), 0);
 	file = slurp(pa, &flen);
 	size_t alen = flen;
-	assert_memory_equal(file, "XLUICE 2\n", 9);         /* marked: no message */
+	assert_memory_equal(file, "XLUICE 3 ", 9);         /* marked: no message */
 	free(file);
-	load_fails(pa, "not a sluice spool file (version 1 or 2)");
+	load_fails(pa, "not a sluice spool file (version 1, 2 or 3)");
 
-	/* the next message goes into the same slot */
+	/* the next message goes into the same slot; a shorter one leaves
+	 * a's bytes after it, which count for nothing */
 	full_msg(&b, iov);
-	b.nrcpt = 1;                                        /* a different length */
+	b.nrcpt = 2;
 	assert_int_equal(spool_write(&b, iov, 4), 0);
 	assert_int_equal(b.slot, a.slot);
 	pb = file_of(&b);
 	assert_string_equal(pb, pa);
-	assert_int_equal(spool_load(pb, &l, err, sizeof(err)), 0);
-	assert_string_equal(l.id, b.id);
-	assert_int_equal(l.nrcpt, 1);
-	assert_int_equal(l.rcpts[0].state, RS_QUEUED);
-	assert_int_equal(l.body_len, b.body_len);
-	spool_msg_free(&l);
-	/* the spare grew past its page with a's status records: cut back to
-	 * the page, and nothing of the old message is left after the END line */
 	file = slurp(pb, &flen);
 	size_t mlen = (size_t)b.body_off + b.body_len + 13;
-	assert_true(alen > page_round(mlen));
-	assert_padded(file, flen, mlen, page_round(mlen));
+	assert_true(mlen < alen);
+	assert_int_equal(flen, alen);
+	free(file);
+	assert_int_equal(spool_load(pb, &l, err, sizeof(err)), 0);
+	assert_string_equal(l.id, b.id);
+	assert_int_equal(l.nrcpt, 2);
+	assert_int_equal(l.rcpts[0].state, RS_QUEUED);
+	assert_int_equal(l.rcpts[1].state, RS_QUEUED);
+	assert_int_equal(l.body_len, b.body_len);
+	spool_msg_free(&l);
+	/* b's own records apply */
+	assert_int_equal(spool_record(&b, 1, RS_QUEUED, 1, 1700000300000LL), 0);
+	assert_int_equal(spool_load(pb, &l, err, sizeof(err)), 0);
+	assert_int_equal(l.rcpts[0].attempts, 0);
+	assert_int_equal(l.rcpts[1].attempts, 1);
+	spool_msg_free(&l);
 
-	/* a torn rewrite: the scan hands it over, the checksum refuses it */
+	/* a torn rewrite: the checksum refuses it, the scan counts it as
+	 * discarded and keeps the file as a spare */
+	file = slurp(pb, &flen);
 	file[mlen - 20] ^= 0x40;
 	put_file(pb, file, flen);
 	free(file);
 	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
-	assert_int_equal(scan_all(&s), 1);
-	assert_int_equal(s.slots[0], b.slot);
-	assert_string_equal(s.ids[0], "");
-	load_fails(pb, "partial file (checksum mismatch)");
-	/* which the queue then removes: marked and kept as a spare */
-	assert_int_equal(spool_remove(b.slot), 0);
+	assert_int_equal(spool_scan(1, scan_cb, (void *[]){ &s }, &bad), 0);
+	assert_int_equal(bad, 1);
+	load_fails(pb, "not a sluice spool file (version 1, 2 or 3)");
 	/* a spare is not a message, and a restart keeps it for reuse */
 	s.n = 0;
 	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
@@ -834,14 +865,251 @@ test_recycle(void **state)
 	full_msg(&l, iov);
 	assert_int_equal(spool_write(&l, iov, 4), 0);
 	assert_int_equal(l.slot, a.slot + 1);
-	/* a spare of whole pages a little longer than the next message keeps
-	 * its length: padded, not cut (no metadata change for fdatasync) */
-	assert_int_equal(rewrite_after(6000, &mlen), 8192);
-	assert_true(page_round(mlen) < 8192);
-	/* a spare far longer than the next message is cut to a page multiple */
-	assert_int_equal(rewrite_after(200000, &mlen), page_round(mlen));
+
+	/* a spare far longer than the next batch is cut back to whole pages */
+	{
+		size_t n = 200000;
+		struct iovec big = { xmalloc(n), n };
+		memset(big.iov_base, 'm', n);
+		full_msg(&a, iov);
+		assert_int_equal(spool_write(&a, &big, 1), 0);
+		assert_int_equal(spool_done(&a, -1, RS_QUEUED, 0), 0);
+		full_msg(&b, iov);
+		assert_int_equal(spool_write(&b, iov, 4), 0);
+		assert_int_equal(b.slot, a.slot);
+		file = slurp(pb = file_of(&b), &flen);
+		assert_int_equal(flen, page_round((size_t)b.body_off + b.body_len + 13));
+		free(file);
+		free(big.iov_base);
+		free(pb);
+	}
 	free(pa);
-	free(pb);
+}
+
+/*
+ * A batch: several messages in one file, written by hand as spool_write's
+ * leader does (one nonce, one after the other). Each has its records; a
+ * message of another batch after them, or a torn one, ends the file's
+ * messages; the slot becomes a spare when its last message is done, and
+ * until then a finished message is a record, so a restart does not bring
+ * it back.
+ */
+static size_t
+batch_msg(char *out, struct spool_msg *m, uint32_t nonce, off_t at, const char *body)
+{
+	struct spool_rcpt *r = xcalloc(2, sizeof(*r));
+	size_t hl, bl = strlen(body);
+
+	memset(m, 0, sizeof(*m));
+	random_id(m->id);
+	m->sender = "s@x.test";
+	r[0].addr = "a@x.test";
+	r[1].addr = "b@x.test";
+	m->rcpts = r;
+	m->nrcpt = 2;
+	m->body_len = bl;
+	char *h = spool_format_header(m, nonce, &hl);
+	memcpy(out, h, hl);
+	memcpy(out + hl, body, bl);
+	snprintf(out + hl + bl, 14, "END %08x\n", (unsigned)spool_crc32c(0, out, hl + bl));
+	m->body_off = at + (off_t)hl;
+	free(h);
+	free(r);
+	m->rcpts = NULL;
+	return hl + bl + 13;
+}
+
+static void
+by_id(const struct seen *s, const char *id, bool want)
+{
+	bool got = false;
+
+	for (int i = 0; i < s->n; i++)
+		got |= strcmp(s->ids[i], id) == 0;
+	assert_true(got == want);
+}
+
+static void
+test_batch_file(void **state)
+{
+	struct spool_msg m[4];
+	char *file = xmalloc(8192), path[PATH_MAX], err[256];
+	size_t len = 0;
+	uint32_t nonce = 0x5eed1234;
+	struct seen s = { .n = 0 };
+	long bad = 0;
+
+	(void)state;
+	len += batch_msg(file + len, &m[0], nonce, (off_t)len, "first\r\n");
+	len += batch_msg(file + len, &m[1], nonce, (off_t)len, "second\r\n");
+	len += batch_msg(file + len, &m[2], nonce, (off_t)len, "third\r\n");
+	size_t three = len;
+	/* an older batch's message right after them: not this file's */
+	len += batch_msg(file + len, &m[3], nonce + 1, (off_t)len, "stale\r\n");
+	spool_file(7, path, sizeof(path));
+	put_file(path, file, len);
+	append_rec(path, &m[1], nonce, "0 1 1 0", true);
+	append_rec(path, &m[3], nonce + 1, "0 1 1 0", true);
+
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
+	assert_int_equal(spool_scan(1, scan_cb, (void *[]){ &s }, &bad), 3);
+	assert_int_equal(bad, 0);
+	for (int i = 0; i < 3; i++)
+		by_id(&s, m[i].id, true);
+	by_id(&s, m[3].id, false);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(s.slots[i], 7);
+	{
+		struct spool_msg l;
+		assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);   /* the first */
+		assert_string_equal(l.id, m[0].id);
+		spool_msg_free(&l);
+	}
+
+	/* m[1] is done (its second recipient last): a record, the file stays */
+	for (int i = 0; i < 3; i++)
+		m[i].slot = 7;
+	assert_int_equal(spool_done(&m[1], 1, RS_BOUNCED, 2), 0);
+	{
+		size_t flen;
+		char *f = slurp(path, &flen);
+		assert_memory_equal(f, "SLUICE 3 ", 9);
+		free(f);
+	}
+	/* after a restart it comes back finished: its recipients are not
+	 * queued (the queue then calls spool_done for it, idx -1) */
+	s.n = 0;
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
+	assert_int_equal(scan_all(&s), 3);
+	assert_int_equal(spool_done(&m[1], -1, RS_QUEUED, 0), 0);
+	assert_int_equal(spool_done(&m[0], 0, RS_DELIVERED, 1), 0);
+	{
+		size_t flen;
+		char *f = slurp(path, &flen);
+		assert_memory_equal(f, "SLUICE 3 ", 9);
+		free(f);
+	}
+	/* the last one marks the file: a spare */
+	assert_int_equal(spool_done(&m[2], 1, RS_DELIVERED, 1), 0);
+	load_fails(path, "not a sluice spool file (version 1, 2 or 3)");
+
+	/* a torn second message: the first is kept, the rest is not */
+	memcpy(file, "SLUICE", 6);
+	file[three - 30] ^= 1;
+	put_file(path, file, len);
+	s.n = 0;
+	bad = 0;
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
+	assert_int_equal(spool_scan(1, scan_cb, (void *[]){ &s }, &bad), 2);
+	assert_int_equal(bad, 0);
+	by_id(&s, m[0].id, true);
+	by_id(&s, m[1].id, true);
+	by_id(&s, m[2].id, false);
+	/* a torn first message: the file is discarded, whatever follows */
+	file[20] ^= 1;
+	put_file(path, file, len);
+	s.n = 0;
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
+	assert_int_equal(spool_scan(1, scan_cb, (void *[]){ &s }, &bad), 0);
+	assert_int_equal(bad, 1);
+	free(file);
+}
+
+/* Concurrent writers: their messages share files and fsyncs, and every one
+ * is found by the scan, once. */
+#define GC_T 8
+#define GC_N 40
+
+struct gc_arg {
+	struct spool_msg m[GC_N];
+	char ids[GC_N][QID_LEN + 1];
+};
+
+static void *
+gc_writer(void *arg)
+{
+	struct gc_arg *g = arg;
+	static struct spool_rcpt r = { "a@x.test", NULL, 0, 0, 0, 0 };
+
+	for (int i = 0; i < GC_N; i++) {
+		char body[64];
+		struct iovec iov = { body, (size_t)snprintf(body, sizeof(body), "m%d\r\n", i) };
+		memset(&g->m[i], 0, sizeof(g->m[i]));
+		random_id(g->m[i].id);
+		memcpy(g->ids[i], g->m[i].id, sizeof(g->ids[i]));
+		g->m[i].sender = "s@x.test";
+		g->m[i].rcpts = &r;
+		g->m[i].nrcpt = 1;
+		if (spool_write(&g->m[i], &iov, 1) != 0)
+			g->ids[i][0] = '\0';
+	}
+	return NULL;
+}
+
+struct gc_seen {
+	pthread_mutex_t lock;
+	char (*ids)[QID_LEN + 1];
+	int n;
+};
+
+static void
+gc_cb(struct spool_msg *m, void *arg)
+{
+	struct gc_seen *g = arg;
+
+	pthread_mutex_lock(&g->lock);
+	memcpy(g->ids[g->n++], m->id, QID_LEN + 1);
+	pthread_mutex_unlock(&g->lock);
+	spool_msg_free(m);
+}
+
+static int
+cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static void
+test_group_commit(void **state)
+{
+	static struct gc_arg g[GC_T];
+	pthread_t t[GC_T];
+	char err[256];
+	struct gc_seen seen = { PTHREAD_MUTEX_INITIALIZER, NULL, 0 };
+
+	(void)state;
+	for (int i = 0; i < GC_T; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, gc_writer, &g[i]), 0);
+	for (int i = 0; i < GC_T; i++)
+		pthread_join(t[i], NULL);
+	char (*want)[QID_LEN + 1] = xcalloc(GC_T * GC_N, QID_LEN + 1);
+	for (int i = 0; i < GC_T; i++)
+		for (int k = 0; k < GC_N; k++) {
+			assert_true(g[i].ids[k][0] != '\0');
+			memcpy(want[i * GC_N + k], g[i].ids[k], QID_LEN + 1);
+			/* each message's body is where its body_off says */
+			struct spool_msg l;
+			int fd = spool_open(&g[i].m[k]);
+			char b[16] = { 0 };
+			assert_true(fd >= 0);
+			assert_int_equal(pread(fd, b, g[i].m[k].body_len, g[i].m[k].body_off),
+			    (ssize_t)g[i].m[k].body_len);
+			close(fd);
+			char wb[16];
+			snprintf(wb, sizeof(wb), "m%d\r\n", k);
+			assert_string_equal(b, wb);
+			(void)l;
+		}
+	seen.ids = xcalloc(GC_T * GC_N, QID_LEN + 1);
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
+	void *args[SCAN_T] = { &seen, &seen, &seen, &seen };
+	assert_int_equal(spool_scan(SCAN_T, gc_cb, args, NULL), GC_T * GC_N);
+	qsort(want, GC_T * GC_N, QID_LEN + 1, cmp_id);
+	qsort(seen.ids, GC_T * GC_N, QID_LEN + 1, cmp_id);
+	for (int i = 0; i < GC_T * GC_N; i++)
+		assert_string_equal(seen.ids[i], want[i]);
+	free(want);
+	free(seen.ids);
 }
 
 /*
@@ -898,10 +1166,11 @@ test_legacy_names(void **state)
 
 /*
  * The parallel scan over a big spool: messages, spares, torn rewrites, an
- * older sluice's names and partials mixed in every bucket. Each message
- * file is handed over exactly once, whole; spares and partials never; the
- * legacy files once each, under a new slot of their own bucket; and the
- * spares are reused afterwards.
+ * older sluice's names and partials mixed in every bucket. Each message is
+ * handed over exactly once; spares, torn rewrites and partials never (a
+ * torn rewrite is counted as discarded and becomes a spare); the legacy
+ * files once each, under a new slot of their own bucket; and the spares
+ * are reused afterwards.
  */
 #define MANY 5000                   /* about five files a bucket */
 #define MANY_T 8
@@ -909,29 +1178,23 @@ test_legacy_names(void **state)
 struct handed {
 	uint32_t *slots;
 	size_t n, cap;
-	size_t want_len;                /* every message file is this long */
-	const bool *torn;               /* by slot: a torn copy */
+	const char *want_id;            /* every message is a copy of one */
 	bool bad_content;
 };
 
 static void
-many_cb(uint32_t slot, char *buf, size_t len, void *arg)
+many_cb(struct spool_msg *m, void *arg)
 {
 	struct handed *h = arg;
-	struct spool_msg l;
-	char err[256];
 
 	if (h->n == h->cap) {
 		h->cap = h->cap ? h->cap * 2 : 1024;
 		h->slots = xrealloc(h->slots, sizeof(*h->slots) * h->cap);
 	}
-	h->slots[h->n++] = slot;
-	/* a torn copy is handed over too, and refused; the others load */
-	bool ok = spool_load_buf(buf, len, &l, err, sizeof(err)) == 0;
-	if (ok)
-		spool_msg_free(&l);
-	if (len != h->want_len || ok == (slot <= MANY && h->torn[slot]))
+	h->slots[h->n++] = m->slot;
+	if (strcmp(m->id, h->want_id) != 0)
 		h->bad_content = true;
+	spool_msg_free(m);
 }
 
 static int
@@ -948,8 +1211,9 @@ test_scan_parallel_many(void **state)
 	struct spool_msg m;
 	char *pm, *file, path[PATH_MAX + 64], bdir[PATH_MAX], err[256];
 	size_t flen;
-	static bool is_msg[MANY + 1], is_spare[MANY + 1], torn[MANY + 1];
-	int nmsg = 0, nlegacy = 0, nspare = 0;
+	static bool is_msg[MANY + 1], is_spare[MANY + 1];
+	int nmsg = 0, nlegacy = 0, nspare = 0, ntorn = 0;
+	long bad = 0;
 	struct handed h[MANY_T];
 	void *args[MANY_T];
 
@@ -979,8 +1243,8 @@ test_scan_parallel_many(void **state)
 			file[m.body_off + 1] ^= 1;
 			put_file(path, file, flen);
 			file[m.body_off + 1] ^= 1;
-			is_msg[k] = torn[k] = true;         /* handed, refused by the checksum */
-			nmsg++;
+			is_spare[k] = true;                 /* refused by the checksum */
+			ntorn++;
 			break;
 		case 5:                                     /* an older sluice's f.SEQ */
 			snprintf(path, sizeof(path), "%s/f.%u", bdir, k);
@@ -995,10 +1259,11 @@ test_scan_parallel_many(void **state)
 	}
 	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
 	for (int t = 0; t < MANY_T; t++) {
-		h[t] = (struct handed){ .want_len = flen, .torn = torn };
+		h[t] = (struct handed){ .want_id = m.id };
 		args[t] = &h[t];
 	}
-	assert_int_equal(spool_scan(MANY_T, many_cb, args), nmsg + nlegacy);
+	assert_int_equal(spool_scan(MANY_T, many_cb, args, &bad), nmsg + nlegacy);
+	assert_int_equal(bad, ntorn);
 
 	/* merged: every slot once */
 	size_t n = 0;
@@ -1042,7 +1307,7 @@ test_scan_parallel_many(void **state)
 	full_msg(&b, iov);
 	assert_int_equal(spool_write(&b, iov, 4), 0);
 	assert_true(b.slot <= MANY && is_spare[b.slot]);
-	for (int i = 1; i < nspare; i++)
+	for (int i = 1; i < nspare + ntorn; i++)
 		assert_int_equal(spool_write(&b, iov, 4), 0);
 	assert_int_equal(spool_write(&b, iov, 4), 0);
 	assert_true(b.slot > all[n - 1]);
@@ -1615,6 +1880,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_partial_and_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_and_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_parallel_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_elsewhere_and_errors, setup, teardown),
