@@ -1,10 +1,14 @@
 /*
  * inject: everything between "the client sent the last byte" and "250".
- * On a job thread: rewrite the header block (X-Sluice-* out, Message-ID and
- * Date in when missing, Received on top), sign with DKIM, write the spool
- * file durably. Back on the worker: queue the message, write the reception
- * event, call the caller. A message is acknowledged only after spool_write
- * returned 0, which is after fsync of the data and of the directory.
+ * Rewrite the header block (X-Sluice-* out, Message-ID and Date in when
+ * missing, Received on top), drop suppressed recipients, sign with DKIM,
+ * queue the message for the spool's next flush (spool_write_async). That
+ * runs on the caller's thread when nothing is to be signed (a few
+ * microseconds), on a job thread when something is. Once the flush is
+ * durable, back on the worker: queue the message, write the reception
+ * event, call the caller. A message is acknowledged only after its flush
+ * succeeded, which is after the fdatasync of its file (and of the
+ * directory for a new file).
  */
 #include "config.h"
 
@@ -42,6 +46,8 @@ inject_free(struct inject *in)
 	if (in->data)
 		evbuffer_free(in->data);
 	free(in->received);
+	free(in->hdr);
+	free(in->sig);
 	for (int i = 0; i < in->nsupp; i++)
 		free(in->supp[i].addr);
 	free(in->supp);
@@ -297,22 +303,54 @@ drop_suppressed(struct inject *in)
 	return 0;
 }
 
+static void inject_done(void *arg);
+
+/* The flush of in's message is done (e == 0) or failed: back to its worker. */
 static void
-inject_work(void *arg)
+spooled(void *arg, int e)
 {
 	struct inject *in = arg;
+
+	if (e != 0) {
+		log_warnx("event=spool-write-failed id=%s err=\"%s\"", in->env.id, strerror(e));
+		in->code = e == ENOSPC || e == EDQUOT ? 452 : 451;
+		snprintf(in->reply, sizeof(in->reply), "%d 4.3.%d %s", in->code,
+		    in->code == 452 ? 1 : 0,
+		    in->code == 452 ? "Insufficient system storage, try again later" :
+		    "Local error writing the queue, try again later");
+	} else {
+		in->code = 250;
+		snprintf(in->reply, sizeof(in->reply), "250 2.0.0 Ok: queued as %s", in->env.id);
+	}
+	free(in->hdr);
+	free(in->sig);
+	in->hdr = in->sig = NULL;
+	evbuffer_free(in->data);
+	in->data = NULL;
+	if (in->origin)
+		worker_post(in->origin, inject_done, in);
+	else
+		inject_done(in);
+}
+
+/*
+ * Everything before the spool: in->iov is the message to write, or false
+ * with in->code and in->reply set (refused, or nothing left to send).
+ */
+static bool
+inject_prepare(struct inject *in)
+{
 	const struct config *c = conf;
 	size_t len = evbuffer_get_length(in->data);
 	const char *msg = (const char *)evbuffer_pullup(in->data, -1);
-	char *hdr = NULL, *sig = NULL;
 	size_t hlen = 0, boff = 0;
 	char err[256];
 
 	if (msg == NULL)
 		msg = "";
-	if (inject_rewrite_headers(in, msg, len, &hdr, &hlen, &boff, in->reply, sizeof(in->reply)) < 0) {
+	if (inject_rewrite_headers(in, msg, len, &in->hdr, &hlen, &boff, in->reply, sizeof(in->reply)) < 0) {
 		in->code = atoi(in->reply);
-		goto out;
+		return false;
 	}
 	if (in->env.pool == NULL) {
 		struct pool_conf *p = conf_pool_for_sender(c, in->env.sender);
@@ -325,53 +363,77 @@ inject_work(void *arg)
 		in->code = 451;
 		snprintf(in->reply, sizeof(in->reply),
 		    "451 4.3.0 The suppression list cannot be read, try again later");
-		goto out;
+		return false;
 	}
 	if (in->env.nrcpt == 0) {
 		/* nothing to send: accepted, not spooled */
 		in->code = 250;
 		snprintf(in->reply, sizeof(in->reply),
 		    "250 2.0.0 Ok: %s not queued, every recipient is suppressed", in->env.id);
-		goto out;
+		return false;
 	}
-	struct iovec iov[3] = {
-		{ NULL, 0 },
-		{ hdr, hlen },
-		{ (void *)(msg + boff), len - boff },
-	};
+	in->iov[0] = (struct iovec){ NULL, 0 };
+	in->iov[1] = (struct iovec){ in->hdr, hlen };
+	in->iov[2] = (struct iovec){ (void *)(msg + boff), len - boff };
 	const char *fd = spool_meta(&in->env, "from_domain");
 	struct pool_conf *pool = in->env.pool ? conf_pool(c, in->env.pool) : conf_default_pool(c);
 	if (c->ndkim > 0 && (fd || (pool && pool->dkim_domain))) {
-		sig = dkim_sign(c, fd, pool ? pool->dkim_domain : NULL, iov + 1, 2, err, sizeof(err));
-		if (sig == NULL) {
+		in->sig = dkim_sign(c, fd, pool ? pool->dkim_domain : NULL, in->iov + 1, 2, err, sizeof(err));
+		if (in->sig == NULL) {
 			log_warnx("event=dkim-failed id=%s err=\"%s\"", in->env.id, err);
 			in->code = 451;
 			snprintf(in->reply, sizeof(in->reply), "451 4.3.0 DKIM signing failed, try again later");
-			goto out;
+			return false;
 		}
-		if (*sig) {
-			iov[0].iov_base = sig;
-			iov[0].iov_len = strlen(sig);
+		if (*in->sig) {
+			in->iov[0].iov_base = in->sig;
+			in->iov[0].iov_len = strlen(in->sig);
 			in->env.flags |= MF_SIGNED;
 		}
 	}
-	int e = spool_write(&in->env, iov, 3);
-	if (e != 0) {
-		log_warnx("event=spool-write-failed id=%s err=\"%s\"", in->env.id, strerror(e));
-		in->code = e == ENOSPC || e == EDQUOT ? 452 : 451;
-		snprintf(in->reply, sizeof(in->reply), "%d 4.3.%d %s", in->code,
-		    in->code == 452 ? 1 : 0,
-		    in->code == 452 ? "Insufficient system storage, try again later" :
-		    "Local error writing the queue, try again later");
-		goto out;
+	return true;
+}
+
+static void
+commit_job(void *unused)
+{
+	(void)unused;
+	spool_commit_run();
+}
+
+/*
+ * Prepare and queue for the spool. blocking: this thread may block (a job
+ * thread), so it runs the commit itself when none is running; otherwise (a
+ * loop thread) a job does.
+ */
+static void
+inject_run(struct inject *in, bool blocking)
+{
+	if (!inject_prepare(in)) {
+		free(in->hdr);
+		free(in->sig);
+		in->hdr = in->sig = NULL;
+		evbuffer_free(in->data);
+		in->data = NULL;
+		/* never the caller's callback from within inject_submit */
+		if (in->origin)
+			worker_post(in->origin, inject_done, in);
+		else
+			inject_done(in);
+		return;
 	}
-	in->code = 250;
-	snprintf(in->reply, sizeof(in->reply), "250 2.0.0 Ok: queued as %s", in->env.id);
-out:
-	free(hdr);
-	free(sig);
-	evbuffer_free(in->data);
-	in->data = NULL;
+	if (spool_write_async(&in->env, in->iov, 3, spooled, in)) {
+		if (blocking)
+			spool_commit_run();
+		else
+			jobs_submit(commit_job, NULL, NULL);
+	}
+}
+
+static void
+inject_job(void *arg)
+{
+	inject_run(arg, true);
 }
 
 static void
@@ -435,5 +497,10 @@ inject_submit(struct inject *in)
 		in->env.sender = xstrdup("");
 	if (in->data == NULL)
 		in->data = evbuffer_new();
-	jobs_submit(inject_work, inject_done, in);
+	in->origin = worker_self();
+	/* signing takes a few hundred microseconds: not on a loop thread */
+	if (conf->ndkim > 0)
+		jobs_submit(inject_job, NULL, in);
+	else
+		inject_run(in, false);
 }

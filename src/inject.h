@@ -3,8 +3,9 @@
  * (control). Given an envelope and the message in wire form, it applies
  * X-Sluice-* control headers (removed from the content, kept as envelope
  * metadata), adds Message-ID/Date when missing and the Received line, signs
- * with DKIM, writes the spool file durably on the job pool and only then
- * queues the message and calls back: the caller acknowledges after that.
+ * with DKIM (on the job pool), has the spool write it durably (a group
+ * commit) and only then queues the message and calls back on the
+ * submitting worker: the caller acknowledges after that.
  */
 #ifndef SLUICE_INJECT_H
 #define SLUICE_INJECT_H
@@ -16,6 +17,7 @@
 
 struct evbuffer;
 struct inject;
+struct worker;
 
 /* A recipient left out of the message because it is suppressed. */
 struct inject_supp {
@@ -44,6 +46,9 @@ struct inject {
 	int code;
 	char reply[256];
 	struct qmsg *qm;
+	struct worker *origin;         /* where done runs (NULL: the flushing thread) */
+	char *hdr, *sig;               /* the rewritten header block, the DKIM signature */
+	struct iovec iov[3];           /* what is spooled: signature, header block, body */
 };
 
 struct inject *inject_new(void);

@@ -374,12 +374,13 @@ spool_crc32c(uint32_t crc, const void *buf, size_t len)
 #define END_LINE_LEN 13             /* "END xxxxxxxx\n" */
 
 /*
- * Group commit. spool_write() queues its message and waits; one waiting
- * thread at a time is the leader: it takes every message queued (up to
- * BATCH_MAX and BATCH_BYTES), writes them one after another into one slot
- * file with one pwritev and fdatasyncs it once, then wakes the others.
- * While it waits for the disk, the next batch queues up, so under load a
- * flush covers many messages, and alone a message waits for nothing.
+ * Group commit. A message to spool is queued (spool_write_async); one
+ * thread at a time runs spool_commit_run(): it takes every message queued
+ * (up to BATCH_MAX and BATCH_BYTES), writes them one after another into
+ * one slot file with one pwritev, fdatasyncs it once and reports to each,
+ * then takes what was queued meanwhile, until nothing is. So under load a
+ * flush covers many messages, and alone a message waits for nothing but
+ * its own.
  *
  * A batch's messages share a random nonce: it is on each one's first line
  * ("SLUICE 3 NONCE"), and a message after the first in a file counts only
@@ -397,15 +398,14 @@ struct commit {
 	struct spool_msg *m;
 	const struct iovec *iov;
 	int iovcnt;
-	int err;
-	bool done;
+	spool_write_fn done;
+	void *arg;
 	struct commit *next;
 };
 
 static pthread_mutex_t commit_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t commit_cond = PTHREAD_COND_INITIALIZER;
 static struct commit *commit_head, **commit_tail = &commit_head;
-static bool committing;
+static bool committing;             /* a spool_commit_run() is on its way */
 
 static size_t
 iov_bytes(const struct iovec *iov, int n)
@@ -536,23 +536,29 @@ out:
 	return e;
 }
 
-int
-spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt)
+bool
+spool_write_async(struct spool_msg *m, const struct iovec *iov, int iovcnt, spool_write_fn done,
+    void *arg)
 {
-	struct commit me = { m, iov, iovcnt, 0, false, NULL };
+	struct commit *c = xmalloc(sizeof(*c));
+	bool run;
 
-	if (spool_dir == NULL)
-		return EINVAL;
+	*c = (struct commit){ m, iov, iovcnt, done, arg, NULL };
 	pthread_mutex_lock(&commit_lock);
-	*commit_tail = &me;
-	commit_tail = &me.next;
-	while (!me.done) {
-		if (committing) {
-			pthread_cond_wait(&commit_cond, &commit_lock);
-			continue;
-		}
-		/* lead: take the queue, up to the limits */
-		committing = true;
+	*commit_tail = c;
+	commit_tail = &c->next;
+	run = !committing;
+	committing = true;
+	pthread_mutex_unlock(&commit_lock);
+	return run;
+}
+
+void
+spool_commit_run(void)
+{
+	pthread_mutex_lock(&commit_lock);
+	while (commit_head != NULL) {
+		/* take the queue, up to the limits */
 		struct commit *batch = commit_head, **cut = &commit_head;
 		size_t bytes = 0;
 		int n = 0;
@@ -566,17 +572,53 @@ spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt)
 			commit_tail = &commit_head;
 		*cut = NULL;
 		pthread_mutex_unlock(&commit_lock);
-		int e = write_batch(batch, n);
-		pthread_mutex_lock(&commit_lock);
-		for (struct commit *c = batch; c; c = c->next) {
-			c->err = e;
-			c->done = true;
+		int e = spool_dir ? write_batch(batch, n) : EINVAL;
+		for (struct commit *c = batch, *next; c; c = next) {
+			next = c->next;
+			c->done(c->arg, e);
+			free(c);
 		}
-		committing = false;
-		pthread_cond_broadcast(&commit_cond);
+		pthread_mutex_lock(&commit_lock);
 	}
+	committing = false;
 	pthread_mutex_unlock(&commit_lock);
-	return me.err;
+}
+
+struct sync_write {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	int err;
+};
+
+static void
+sync_done(void *arg, int err)
+{
+	struct sync_write *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	w->err = err;
+	w->done = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+int
+spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt)
+{
+	struct sync_write w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 };
+
+	if (spool_dir == NULL)
+		return EINVAL;
+	if (spool_write_async(m, iov, iovcnt, sync_done, &w))
+		spool_commit_run();
+	pthread_mutex_lock(&w.lock);
+	while (!w.done)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	pthread_mutex_destroy(&w.lock);
+	pthread_cond_destroy(&w.cond);
+	return w.err;
 }
 
 static void

@@ -89,6 +89,19 @@ const char *spool_file(uint32_t slot, char *buf, size_t len);
  */
 int spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt);
 
+/*
+ * The same without waiting: m is queued for the next flush, and done(arg,
+ * err) runs once it is durable (err 0: m->slot and m->body_off are set) or
+ * failed, on the thread that runs spool_commit_run(). m and iov (what it
+ * points to) must stay valid until then. Returns true when no commit is
+ * running: the caller must then call spool_commit_run() on a thread that
+ * may block (a job), which commits until nothing is queued.
+ */
+typedef void (*spool_write_fn)(void *arg, int err);
+bool spool_write_async(struct spool_msg *m, const struct iovec *iov, int iovcnt,
+    spool_write_fn done, void *arg);
+void spool_commit_run(void);
+
 /* Serialise just the envelope header of a batch's message (unit tests,
  * spool_write). malloc'd. */
 char *spool_format_header(const struct spool_msg *m, uint32_t nonce, size_t *len);

@@ -1015,6 +1015,67 @@ test_batch_file(void **state)
 	free(file);
 }
 
+/* Asynchronous writes: the first finds no commit running and must run one;
+ * the ones queued before it runs are flushed with it, into one file. */
+struct async_done {
+	int calls, err;
+};
+
+static void
+async_cb(void *arg, int err)
+{
+	struct async_done *d = arg;
+
+	d->calls++;
+	d->err = err;
+}
+
+static void
+test_async_batch(void **state)
+{
+	struct spool_msg m[5];
+	struct spool_rcpt r = { "a@x.test", NULL, 0, 0, 0, 0 };
+	struct iovec iov[5];
+	struct async_done d[5] = { { 0, -1 } };
+	char body[5][16], err[256];
+	struct seen s = { .n = 0 };
+
+	(void)state;
+	for (int i = 0; i < 5; i++) {
+		memset(&m[i], 0, sizeof(m[i]));
+		random_id(m[i].id);
+		m[i].sender = "s@x.test";
+		m[i].rcpts = &r;
+		m[i].nrcpt = 1;
+		iov[i] = (struct iovec){ body[i], (size_t)snprintf(body[i], sizeof(body[i]), "body %d\r\n", i) };
+		assert_int_equal(spool_write_async(&m[i], &iov[i], 1, async_cb, &d[i]), i == 0);
+		assert_int_equal(d[i].calls, 0);
+	}
+	spool_commit_run();
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(d[i].calls, 1);
+		assert_int_equal(d[i].err, 0);
+		assert_int_equal(m[i].slot, m[0].slot);
+		if (i > 0)
+			assert_true(m[i].body_off > m[i - 1].body_off);
+	}
+	/* the queue is empty: the next write must run a commit again */
+	assert_int_equal(spool_write_async(&m[0], &iov[0], 1, async_cb, &d[0]), true);
+	spool_commit_run();
+	assert_int_equal(d[0].calls, 2);
+	assert_true(m[0].slot != m[1].slot);
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
+	assert_int_equal(scan_all(&s), 6);
+	{
+		char path[PATH_MAX];
+		struct spool_msg l;
+		spool_file(m[1].slot, path, sizeof(path));
+		assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
+		assert_string_equal(l.id, m[0].id);   /* the file's first message */
+		spool_msg_free(&l);
+	}
+}
+
 /* Concurrent writers: their messages share files and fsyncs, and every one
  * is found by the scan, once. */
 #define GC_T 8
@@ -1881,6 +1942,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_scan_and_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_async_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_parallel_many, setup, teardown),
