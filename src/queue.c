@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -668,6 +669,16 @@ queue_add(struct qmsg *m)
  */
 #define LOAD_BATCH 256
 #define SCAN_THREADS 32
+/*
+ * The scan reads a million messages in seconds, faster than the workers
+ * queue and route them; what waits in their mailboxes, and every route in
+ * flight (its context holds a copy of the site limits), is memory that a
+ * million at once would double the queue's footprint with. The scan
+ * threads wait while more than this many are in the pipe.
+ */
+#define LOAD_INFLIGHT_MAX 4096
+static atomic_long load_pending;        /* handed to a worker, not yet queued */
+static atomic_long routes_inflight;     /* queue_route .. route_resolved */
 
 struct load_batch {
 	int n;
@@ -683,8 +694,10 @@ struct load_state {
 static void
 queue_add_batch(struct load_batch *b)
 {
-	for (int i = 0; i < b->n; i++)
+	for (int i = 0; i < b->n; i++) {
 		queue_add(b->m[i]);
+		atomic_fetch_sub(&load_pending, 1);
+	}
 	free(b);
 }
 
@@ -693,8 +706,11 @@ load_flush(struct load_state *ls, int w)
 {
 	if (ls->batch[w] == NULL)
 		return;
+	atomic_fetch_add(&load_pending, ls->batch[w]->n);
 	worker_post(workers[w], (worker_fn)queue_add_batch, ls->batch[w]);
 	ls->batch[w] = NULL;
+	while (atomic_load(&load_pending) + atomic_load(&routes_inflight) > LOAD_INFLIGHT_MAX)
+		usleep(1000);
 }
 
 static void
@@ -860,6 +876,7 @@ route_resolved(const struct dns_result *res, void *arg)
 	struct route_ctx *rc = arg;
 	struct qrcpt *r = rc->r;
 
+	atomic_fetch_sub(&routes_inflight, 1);
 	if (res->status != DNS_OK || res->nhosts == 0) {
 		route_failed(rc, res);
 		free(rc->domain);
@@ -939,6 +956,7 @@ queue_route(struct qrcpt *r)
 		return;
 	}
 	struct route_ctx *rc = xcalloc(1, sizeof(*rc));
+	atomic_fetch_add(&routes_inflight, 1);
 	rc->r = r;
 	rc->domain = str_lower(xstrdup(qrcpt_domain(r)));
 	conf_limits(conf, rc->domain, NULL, &rc->lim);
