@@ -674,14 +674,15 @@ queue_add(struct qmsg *m)
  * queue and route them; what waits in their mailboxes, and every route in
  * flight (its context holds a copy of the site limits), is memory that a
  * million at once would double the queue's footprint with. The scan
- * threads wait while more than this many are in the pipe.
+ * threads wait while more than this many recipients are in the pipe.
  */
 #define LOAD_INFLIGHT_MAX 4096
-static atomic_long load_pending;        /* handed to a worker, not yet queued */
+static atomic_long load_pending;        /* recipients handed to a worker, not yet queued */
 static atomic_long routes_inflight;     /* queue_route .. route_resolved */
 
 struct load_batch {
 	int n;
+	long nrcpt;                     /* of its messages */
 	struct qmsg *m[LOAD_BATCH];
 };
 
@@ -695,8 +696,9 @@ static void
 queue_add_batch(struct load_batch *b)
 {
 	for (int i = 0; i < b->n; i++) {
+		long n = b->m[i]->sm.nrcpt;
 		queue_add(b->m[i]);
-		atomic_fetch_sub(&load_pending, 1);
+		atomic_fetch_sub(&load_pending, n);
 	}
 	free(b);
 }
@@ -706,7 +708,7 @@ load_flush(struct load_state *ls, int w)
 {
 	if (ls->batch[w] == NULL)
 		return;
-	atomic_fetch_add(&load_pending, ls->batch[w]->n);
+	atomic_fetch_add(&load_pending, ls->batch[w]->nrcpt);
 	worker_post(workers[w], (worker_fn)queue_add_batch, ls->batch[w]);
 	ls->batch[w] = NULL;
 	while (atomic_load(&load_pending) + atomic_load(&routes_inflight) > LOAD_INFLIGHT_MAX)
@@ -728,6 +730,7 @@ load_one(struct spool_msg *sm, void *arg)
 	if (ls->batch[w] == NULL)
 		ls->batch[w] = xcalloc(1, sizeof(struct load_batch));
 	ls->batch[w]->m[ls->batch[w]->n++] = m;
+	ls->batch[w]->nrcpt += m->sm.nrcpt;
 	if (ls->batch[w]->n == LOAD_BATCH)
 		load_flush(ls, w);
 	ls->loaded++;
