@@ -305,6 +305,21 @@ drop_suppressed(struct inject *in)
 
 static void inject_done(void *arg);
 
+/* The message's buffers are done with: on to inject_done, on its worker. */
+static void
+finish(struct inject *in)
+{
+	free(in->hdr);
+	free(in->sig);
+	in->hdr = in->sig = NULL;
+	evbuffer_free(in->data);
+	in->data = NULL;
+	if (in->origin)
+		worker_post(in->origin, inject_done, in);
+	else
+		inject_done(in);
+}
+
 /* The flush of in's message is done (e == 0) or failed: back to its worker. */
 static void
 spooled(void *arg, int e)
@@ -322,15 +337,7 @@ spooled(void *arg, int e)
 		in->code = 250;
 		snprintf(in->reply, sizeof(in->reply), "250 2.0.0 Ok: queued as %s", in->env.id);
 	}
-	free(in->hdr);
-	free(in->sig);
-	in->hdr = in->sig = NULL;
-	evbuffer_free(in->data);
-	in->data = NULL;
-	if (in->origin)
-		worker_post(in->origin, inject_done, in);
-	else
-		inject_done(in);
+	finish(in);
 }
 
 /*
@@ -410,16 +417,7 @@ static void
 inject_run(struct inject *in, bool blocking)
 {
 	if (!inject_prepare(in)) {
-		free(in->hdr);
-		free(in->sig);
-		in->hdr = in->sig = NULL;
-		evbuffer_free(in->data);
-		in->data = NULL;
-		/* never the caller's callback from within inject_submit */
-		if (in->origin)
-			worker_post(in->origin, inject_done, in);
-		else
-			inject_done(in);
+		finish(in);         /* posted: never the caller's callback within inject_submit */
 		return;
 	}
 	if (spool_write_async(&in->env, in->iov, 3, spooled, in)) {

@@ -584,41 +584,22 @@ spool_commit_run(void)
 	pthread_mutex_unlock(&commit_lock);
 }
 
-struct sync_write {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool done;
-	int err;
-};
-
 static void
 sync_done(void *arg, int err)
 {
-	struct sync_write *w = arg;
-
-	pthread_mutex_lock(&w->lock);
-	w->err = err;
-	w->done = true;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
+	completion_signal(arg, err);
 }
 
 int
 spool_write(struct spool_msg *m, const struct iovec *iov, int iovcnt)
 {
-	struct sync_write w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 };
+	struct completion w = COMPLETION_INIT;
 
 	if (spool_dir == NULL)
 		return EINVAL;
 	if (spool_write_async(m, iov, iovcnt, sync_done, &w))
 		spool_commit_run();
-	pthread_mutex_lock(&w.lock);
-	while (!w.done)
-		pthread_cond_wait(&w.cond, &w.lock);
-	pthread_mutex_unlock(&w.lock);
-	pthread_mutex_destroy(&w.lock);
-	pthread_cond_destroy(&w.cond);
-	return w.err;
+	return completion_wait(&w);
 }
 
 static void

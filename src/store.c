@@ -218,21 +218,10 @@ store_write(store_write_fn fn, store_done_fn done, void *arg)
 	enqueue(op);
 }
 
-struct waiter {
-	pthread_mutex_t m;
-	pthread_cond_t c;
-	bool finished, ok;
-};
-
 static void
 waiter_done(void *arg, bool ok)
 {
-	struct waiter *wt = arg;
-	pthread_mutex_lock(&wt->m);
-	wt->ok = ok;
-	wt->finished = true;
-	pthread_cond_signal(&wt->c);
-	pthread_mutex_unlock(&wt->m);
+	completion_signal(arg, ok);
 }
 
 bool
@@ -240,7 +229,7 @@ store_write_wait(store_write_fn fn, void *arg)
 {
 	if (env == NULL)
 		return false;
-	struct waiter wt = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false };
+	struct completion wt = COMPLETION_INIT;
 	struct wop *op = xcalloc(1, sizeof(*op));
 	op->fn = fn;
 	op->fnarg = arg;
@@ -248,13 +237,7 @@ store_write_wait(store_write_fn fn, void *arg)
 	op->arg = &wt;
 	op->w = NULL;           /* done on the writer thread, which wakes us */
 	enqueue(op);
-	pthread_mutex_lock(&wt.m);
-	while (!wt.finished)
-		pthread_cond_wait(&wt.c, &wt.m);
-	pthread_mutex_unlock(&wt.m);
-	pthread_mutex_destroy(&wt.m);
-	pthread_cond_destroy(&wt.c);
-	return wt.ok;
+	return completion_wait(&wt) != 0;
 }
 
 static int

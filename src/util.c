@@ -647,3 +647,25 @@ parse_time3339(const char *s, int64_t *out_ms)
 	*out_ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - off) * 1000 + ms;
 	return 0;
 }
+
+void
+completion_signal(struct completion *c, int result)
+{
+	pthread_mutex_lock(&c->lock);
+	c->result = result;
+	c->done = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int
+completion_wait(struct completion *c)
+{
+	pthread_mutex_lock(&c->lock);
+	while (!c->done)
+		pthread_cond_wait(&c->cond, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	return c->result;
+}

@@ -6,6 +6,7 @@
 #ifndef SLUICE_UTIL_H
 #define SLUICE_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
@@ -97,6 +98,18 @@ void sb_grow(struct sbuf *b, size_t more);
 void sb_add(struct sbuf *b, const void *s, size_t n);
 void sb_str(struct sbuf *b, const char *s);
 void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A one-shot hand-over: one thread waits until another has reported. */
+struct completion {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	int result;
+};
+#define COMPLETION_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 }
+void completion_signal(struct completion *c, int result);
+/* Wait for the report, free the completion's resources, return the result. */
+int completion_wait(struct completion *c);
 
 /* Write all of buf, retrying on EINTR and short writes. */
 int write_all(int fd, const void *buf, size_t n);

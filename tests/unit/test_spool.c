@@ -636,21 +636,17 @@ test_partial_and_corrupt(void **state)
 	}
 	free(file);
 
-	/* garbage */
+	/* garbage; and version 3 needs its nonce: eight hex digits, not zero */
+	static const char *const not_sluice[] = {
+		"GARBAGE\n\nEND\n", "SLUICE 4\nid X\n\nEND\n", "XLUICE 2\nid X\n\nEND\n",
+		"SLUICE 3\nid X\n\nEND\n", "SLUICE 3 00000000\nid X\n\nEND\n",
+		"SLUICE 3 1234567\nid X\n\nEND\n",
+	};
 	snprintf(p2, sizeof(p2), "%s/garbage", dir);
-	put_file(p2, "GARBAGE\n\nEND\n", 13);
-	load_fails(p2, "not a sluice spool file (version 1, 2 or 3)");
-	put_file(p2, "SLUICE 4\nid X\n\nEND\n", 19);
-	load_fails(p2, "not a sluice spool file (version 1, 2 or 3)");
-	put_file(p2, "XLUICE 2\nid X\n\nEND\n", 19);
-	load_fails(p2, "not a sluice spool file (version 1, 2 or 3)");
-	/* version 3 needs its nonce: eight hex digits, not zero */
-	put_file(p2, "SLUICE 3\nid X\n\nEND\n", 19);
-	load_fails(p2, "not a sluice spool file (version 1, 2 or 3)");
-	put_file(p2, "SLUICE 3 00000000\nid X\n\nEND\n", 28);
-	load_fails(p2, "not a sluice spool file (version 1, 2 or 3)");
-	put_file(p2, "SLUICE 3 1234567\nid X\n\nEND\n", 27);
-	load_fails(p2, "not a sluice spool file (version 1, 2 or 3)");
+	for (size_t i = 0; i < ARRAY_SIZE(not_sluice); i++) {
+		put_file(p2, not_sluice[i], strlen(not_sluice[i]));
+		load_fails(p2, "not a sluice spool file (version 1, 2 or 3)");
+	}
 	{
 		static const char bad_line[] = "SLUICE 1\nid ABC\nwhat is this\nbody 0\n\nEND\n";
 		static const char bad_pct[] = "SLUICE 1\nid ABC\ncreated 1\nsender %G0\nbody 0\n\nEND\n";
