@@ -873,6 +873,7 @@ test_recycle(void **state)
 		full_msg(&b, iov);
 		assert_int_equal(spool_write(&b, iov, 4), 0);
 		assert_int_equal(b.slot, a.slot);
+		free(pb);
 		file = slurp(pb = file_of(&b), &flen);
 		assert_int_equal(flen, page_round((size_t)b.body_off + b.body_len + 13));
 		free(file);
