@@ -287,6 +287,10 @@ drop_suppressed(struct inject *in)
 			rc = suppress_check(r->addr, fromdom, NULL, &e);
 		if (rc < 0) {
 			log_warnx("event=suppression-check-failed id=%s rcpt=<%s>", in->env.id, r->addr);
+			/* the ones moved to in->supp must not stay in env.rcpts */
+			for (; i < in->env.nrcpt; i++)
+				in->env.rcpts[k++] = in->env.rcpts[i];
+			in->env.nrcpt = k;
 			return -1;
 		}
 		if (rc == 1) {

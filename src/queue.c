@@ -711,7 +711,10 @@ load_flush(struct load_state *ls, int w)
 	atomic_fetch_add(&load_pending, ls->batch[w]->nrcpt);
 	worker_post(workers[w], (worker_fn)queue_add_batch, ls->batch[w]);
 	ls->batch[w] = NULL;
-	while (atomic_load(&load_pending) + atomic_load(&routes_inflight) > LOAD_INFLIGHT_MAX)
+	/* at most 50 ms a batch: routes wait for DNS, and with the resolver
+	 * down the start must not crawl at its timeouts */
+	for (int i = 0; i < 50 &&
+	    atomic_load(&load_pending) + atomic_load(&routes_inflight) > LOAD_INFLIGHT_MAX; i++)
 		usleep(1000);
 }
 

@@ -5,7 +5,7 @@
  *   <LEN bytes of wire-form message>
  *   END CRC\n                      (CRC-32C of the message's bytes before it)
  *   SLUICE 3 NONCE\n ... END CRC\n (more messages of the same batch)
- *   R NONCE BODY_OFF idx state attempts next_ms\n ...   (status records)
+ *   R NONCE BODY_OFF idx state attempts next_ms NONCE\n ...   (status records)
  *
  * Values are percent-encoded (bytes <= 0x20, '%' and 0x7f), so every field
  * is one token. Version 1 and 2 files (one message, "S" records) are still
@@ -94,11 +94,19 @@ spare_push(uint32_t slot, off_t size)
 }
 
 /*
- * What the spool knows of each slot that holds messages: its batch's nonce
- * (0: a version 1 or 2 file, one message) and how many of its messages are
- * not finished. In pages allocated on first use; under spare_lock.
+ * What the spool knows of each slot: its batch's nonce (0: a version 1 or
+ * 2 file, one message), how many of its messages are not finished, and
+ * whether this process has had its hands on it (read it at the scan, or
+ * created or rewritten it): the startup scan reads only the others, so a
+ * slot created while the scan runs (a DSN, say) is never read as well,
+ * nor a file being written taken for a torn one. In pages allocated on
+ * first use; under spare_lock.
  */
-struct slot_info { uint32_t nonce, live; };
+struct slot_info {
+	uint32_t nonce, live;
+	bool known;
+	bool creating;                  /* write_batch's O_EXCL open under way */
+};
 #define SLOT_PAGE_BITS 16
 #define SLOT_PAGE (1u << SLOT_PAGE_BITS)
 static struct slot_info **slot_pages;      /* 1 << (32 - SLOT_PAGE_BITS) pages */
@@ -460,15 +468,56 @@ write_batch(struct commit *batch, int n)
 	char (*endl)[END_LINE_LEN + 1] = xmalloc(sizeof(*endl) * (size_t)n);
 	char **hdr = xcalloc((size_t)n, sizeof(*hdr));
 	int cap = 0, nv = 0, fd = -1, dfd = -1, e = 0;
-	struct iovec *v;
+	struct iovec *v = NULL;
 	struct spare sp = { 0, 0 };
 	bool reused = false;
 	uint32_t nonce, slot = 0;
 	off_t off = 0;
 
+	while (fd < 0 && spare_pop(&sp)) {
+		slot = sp.slot;
+		dfd = slot_at(slot, name);
+		fd = openat(dfd, name, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 && errno != ENOENT) {
+			/* out of descriptors, say: the spare stays one */
+			e = errno;
+			spare_push(sp.slot, sp.size);
+			goto out;
+		}
+		reused = fd >= 0;
+	}
+	while (fd < 0) {
+		slot = atomic_fetch_add(&slot_next, 1);
+		/* a slot the startup scan has read, or one it is to read (the
+		 * O_EXCL open fails): not ours; one we create: the scan must
+		 * not read it (it waits while we find out which) */
+		pthread_mutex_lock(&spare_lock);
+		struct slot_info *si = slot_info(slot, true);
+		bool taken = si->known;
+		si->creating = !taken;
+		pthread_mutex_unlock(&spare_lock);
+		if (taken)
+			continue;
+		dfd = slot_at(slot, name);
+		fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		int oe = errno;
+		pthread_mutex_lock(&spare_lock);
+		si = slot_info(slot, true);
+		si->creating = false;
+		si->known = fd >= 0;
+		pthread_mutex_unlock(&spare_lock);
+		if (fd < 0 && oe != EEXIST) {
+			e = oe;
+			goto out;
+		}
+	}
+	/* never the nonce of the slot's previous batch: its records are there */
+	pthread_mutex_lock(&spare_lock);
+	uint32_t prev = slot_info(slot, true)->nonce;
+	pthread_mutex_unlock(&spare_lock);
 	do
 		random_bytes(&nonce, sizeof(nonce));
-	while (nonce == 0);
+	while (nonce == 0 || nonce == prev);
 	for (struct commit *c = batch; c; c = c->next)
 		cap += c->iovcnt + 2;
 	v = xmalloc(sizeof(*v) * (size_t)cap);
@@ -490,22 +539,6 @@ write_batch(struct commit *batch, int n)
 		v[nv++] = (struct iovec){ endl[k], END_LINE_LEN };
 		off = m->body_off + (off_t)m->body_len + END_LINE_LEN;
 	}
-
-	while (fd < 0 && spare_pop(&sp)) {
-		slot = sp.slot;
-		dfd = slot_at(slot, name);
-		fd = openat(dfd, name, O_WRONLY | O_CLOEXEC);
-		reused = fd >= 0;
-	}
-	while (fd < 0) {
-		slot = atomic_fetch_add(&slot_next, 1);
-		dfd = slot_at(slot, name);
-		fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0 && errno != EEXIST) {
-			e = errno;
-			goto out;
-		}
-	}
 	e = pwritev_all(fd, v, nv, 0);
 	/* a spare far longer than this batch (it grew with status records,
 	 * or held a bigger batch): cut back to whole pages */
@@ -523,7 +556,7 @@ write_batch(struct commit *batch, int n)
 		goto out;
 	}
 	pthread_mutex_lock(&spare_lock);
-	*slot_info(slot, true) = (struct slot_info){ nonce, (uint32_t)n };
+	*slot_info(slot, true) = (struct slot_info){ nonce, (uint32_t)n, true, false };
 	pthread_mutex_unlock(&spare_lock);
 	for (struct commit *c = batch; c; c = c->next)
 		c->m->slot = slot;
@@ -575,7 +608,13 @@ spool_commit_run(void)
 		int e = spool_dir ? write_batch(batch, n) : EINVAL;
 		for (struct commit *c = batch, *next; c; c = next) {
 			next = c->next;
-			c->done(c->arg, e);
+			/* out of room: one big message must not refuse the small
+			 * ones that still fit, so each is tried alone */
+			if (n > 1 && (e == ENOSPC || e == EDQUOT || e == EFBIG)) {
+				c->next = NULL;
+				c->done(c->arg, write_batch(c, 1));
+			} else
+				c->done(c->arg, e);
 			free(c);
 		}
 		pthread_mutex_lock(&commit_lock);
@@ -703,8 +742,8 @@ apply_record(struct spool_msg *m, int idx, int state, int attempts, int64_t next
  * end of the file). A line without its newline (torn by a crash) is not a
  * record, nor is one of another version or another batch (an older
  * batch's records after a shorter rewrite): "S IDX STATE ATTEMPTS NEXT"
- * for a version 1 or 2 file, "R NONCE BODY_OFF IDX STATE ATTEMPTS NEXT"
- * for version 3.
+ * for a version 1 or 2 file, "R NONCE BODY_OFF IDX STATE ATTEMPTS NEXT
+ * NONCE" for version 3.
  */
 static void
 apply_records(struct spool_msg *msgs, int n, int version, uint32_t nonce, const char *p,
@@ -728,9 +767,10 @@ apply_records(struct spool_msg *msgs, int n, int version, uint32_t nonce, const 
 			    &used) == 4 && line[used] == '\0')
 				apply_record(&msgs[0], idx, state, attempts, next);
 		} else if (version == 3 && line[0] == 'R') {
-			if (sscanf(line, "R %8x %" SCNd64 " %d %d %d %" SCNd64 "%n", &non, &boff, &idx,
-			    &state, &attempts, &next, &used) != 6 || line[used] != '\0' ||
-			    non != nonce)
+			unsigned non2;
+			if (sscanf(line, "R %8x %" SCNd64 " %d %d %d %" SCNd64 " %8x%n", &non, &boff, &idx,
+			    &state, &attempts, &next, &non2, &used) != 7 || line[used] != '\0' ||
+			    non != nonce || non2 != nonce)
 				continue;
 			for (int i = 0; i < n; i++)
 				if (msgs[i].body_off == boff)
@@ -974,9 +1014,12 @@ spool_record(const struct spool_msg *m, int idx, enum rcpt_state state, int atte
 {
 	char rec[128], name[12];
 	uint32_t nonce = slot_nonce(m->slot);
+	/* a version 3 record starts on a line of its own (the bytes before it
+	 * may be an older batch's, or a record torn by a crash) and ends with
+	 * the nonce again, so that a torn one is never taken for a record */
 	int n = nonce ?
-	    snprintf(rec, sizeof(rec), "R %08" PRIx32 " %lld %d %d %d %" PRId64 "\n", nonce,
-		(long long)m->body_off, idx, (int)state, attempts, next_ms) :
+	    snprintf(rec, sizeof(rec), "\nR %08" PRIx32 " %lld %d %d %d %" PRId64 " %08" PRIx32 "\n",
+		nonce, (long long)m->body_off, idx, (int)state, attempts, next_ms, nonce) :
 	    snprintf(rec, sizeof(rec), "S %d %d %d %" PRId64 "\n", idx, (int)state, attempts, next_ms);
 	int fd = spool_dir ? openat(slot_at(m->slot, name), name, O_WRONLY | O_APPEND | O_CLOEXEC) : -1;
 
@@ -1012,18 +1055,36 @@ slot_free(uint32_t slot)
 int
 spool_done(const struct spool_msg *m, int idx, enum rcpt_state state, int attempts)
 {
+	int rc = 0;
+
 	if (spool_dir == NULL)
 		return -1;
 	pthread_mutex_lock(&spare_lock);
 	struct slot_info *si = slot_info(m->slot, false);
-	bool last = si == NULL || si->live <= 1;
-	if (si)
-		si->live = last ? 0 : si->live - 1;
+	if (si != NULL && si->live == 0) {
+		pthread_mutex_unlock(&spare_lock);
+		log_warnx("event=spool-done-twice id=%s slot=%" PRIu32, m->id, m->slot);
+		return -1;
+	}
+	bool last = si == NULL || si->live == 1;
 	pthread_mutex_unlock(&spare_lock);
-	if (last)
-		return slot_free(m->slot);
-	/* the file keeps other messages: this one's end is a record */
-	return idx >= 0 ? spool_record(m, idx, state, attempts, 0) : 0;
+	if (!last) {
+		/* the file keeps other messages: this one's end is a record,
+		 * written while it still counts, so the slot cannot be reused
+		 * (another batch, another nonce) under it */
+		if (idx >= 0)
+			rc = spool_record(m, idx, state, attempts, 0);
+		pthread_mutex_lock(&spare_lock);
+		last = --si->live == 0;
+		pthread_mutex_unlock(&spare_lock);
+	} else if (si != NULL) {
+		pthread_mutex_lock(&spare_lock);
+		si->live = 0;
+		pthread_mutex_unlock(&spare_lock);
+	}
+	if (last && slot_free(m->slot) < 0)
+		rc = -1;
+	return rc;
 }
 
 /*
@@ -1079,6 +1140,23 @@ scan_slot(struct scan_thread *st, uint32_t slot)
 {
 	char name[12], err[256];
 	size_t len;
+
+	/* a slot this process created during the scan: not to read */
+	bool known;
+	for (;;) {
+		pthread_mutex_lock(&spare_lock);
+		struct slot_info *si = slot_info(slot, true);
+		bool busy = si->creating;
+		known = si->known;
+		if (!busy)
+			si->known = true;
+		pthread_mutex_unlock(&spare_lock);
+		if (!busy)
+			break;
+		usleep(100);
+	}
+	if (known)
+		return;
 	int dfd = slot_at(slot, name);
 	int fd = open_noatime(dfd, name);
 	if (fd < 0) {
@@ -1104,7 +1182,7 @@ scan_slot(struct scan_thread *st, uint32_t slot)
 		} else {
 			/* live before cb: the queue may finish them at once */
 			pthread_mutex_lock(&spare_lock);
-			*slot_info(slot, true) = (struct slot_info){ nonce, (uint32_t)n };
+			*slot_info(slot, true) = (struct slot_info){ nonce, (uint32_t)n, true, false };
 			pthread_mutex_unlock(&spare_lock);
 			for (int i = 0; i < n; i++) {
 				msgs[i].slot = slot;
@@ -1269,6 +1347,12 @@ spool_scan(int nthreads, spool_scan_fn cb, void *const *args, long *discarded)
 	}
 	free(st);
 	atomic_store(&slot_next, MAX(next, atomic_load(&slot_next)));
+	/* the spares' names must be durable before a batch is committed by
+	 * its fdatasync alone: after a crash of the process (not of the
+	 * machine) a slot created just before may not be yet */
+	for (int i = 0; i < NBUCKETS; i++)
+		if (fsync(bucket_fd[i]) < 0)
+			log_warn("event=spool-fsync-failed bucket=%d", i);
 	return n;
 }
 

@@ -79,7 +79,22 @@ static MDB_env *env;
 static MDB_dbi dbis[STORE_NDB];
 static pthread_t writer;
 static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;   /* CLOCK_MONOTONIC: qcond_init */
+static pthread_once_t qcond_once = PTHREAD_ONCE_INIT;
+
+/* The writer's pacing waits on the monotonic clock: a clock step must
+ * not hold the commits back. */
+static void
+qcond_init(void)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_destroy(&qcond);
+	pthread_cond_init(&qcond, &a);
+	pthread_condattr_destroy(&a);
+}
 static struct wop *qhead, *qtail;
 static size_t qlen;
 static bool writer_stop, writer_running;
@@ -374,12 +389,12 @@ writer_main(void *unused)
 		}
 		while (!writer_stop && qlen < BATCH_MAX) {
 			struct timespec now;
-			clock_gettime(CLOCK_REALTIME, &now);
+			clock_gettime(CLOCK_MONOTONIC, &now);
 			if (timespec_cmp(&now, &due) >= 0)
 				break;
 			pthread_cond_timedwait(&qcond, &qlock, &due);
 		}
-		clock_gettime(CLOCK_REALTIME, &due);
+		clock_gettime(CLOCK_MONOTONIC, &due);
 		due.tv_nsec += COMMIT_PACE_MS * 1000000L;
 		if (due.tv_nsec >= 1000000000L) {
 			due.tv_sec++;
@@ -515,6 +530,7 @@ store_open(const char *dir, size_t size, char *err, size_t errlen)
 	}
 	map_size = size;
 	writer_stop = false;
+	pthread_once(&qcond_once, qcond_init);
 	if (pthread_create(&writer, NULL, writer_main, NULL) != 0)
 		fatal("event=fatal msg=\"cannot start the store writer\"");
 	writer_running = true;

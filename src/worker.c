@@ -188,6 +188,7 @@ static struct job *jobs_head, *jobs_tail;
 static pthread_t *job_threads;
 static int njob_threads;
 static bool jobs_stopping;
+static bool jobs_stopped;           /* jobs_submit runs the job itself */
 
 static void *
 job_main(void *arg)
@@ -223,6 +224,7 @@ void
 jobs_start(int n)
 {
 	jobs_stopping = false;
+	jobs_stopped = false;
 	njob_threads = n;
 	job_threads = xcalloc((size_t)n, sizeof(*job_threads));
 	for (int i = 0; i < n; i++) {
@@ -230,6 +232,20 @@ jobs_start(int n)
 		if (rc != 0)
 			fatal("event=fatal msg=\"pthread_create failed\" err=\"%s\"", strerror(rc));
 	}
+}
+
+/* A job run on the submitting thread: the pool is stopped. */
+static void
+job_inline(struct job *j)
+{
+	j->work(j->arg);
+	if (j->done) {
+		if (j->origin)
+			worker_post(j->origin, j->done, j->arg);
+		else
+			j->done(j->arg);
+	}
+	free(j);
 }
 
 void
@@ -244,6 +260,17 @@ jobs_stop(void)
 	free(job_threads);
 	job_threads = NULL;
 	njob_threads = 0;
+	/* from now on a job (a DSN's flush while the last deliveries end)
+	 * runs where it is submitted; any queued after the threads left too */
+	pthread_mutex_lock(&jobs_lock);
+	jobs_stopped = true;
+	struct job *j = jobs_head;
+	jobs_head = jobs_tail = NULL;
+	pthread_mutex_unlock(&jobs_lock);
+	for (struct job *next; j; j = next) {
+		next = j->next;
+		job_inline(j);
+	}
 }
 
 void
@@ -257,6 +284,11 @@ jobs_submit(worker_fn work, worker_fn done, void *arg)
 	j->origin = worker_self();
 	j->next = NULL;
 	pthread_mutex_lock(&jobs_lock);
+	if (jobs_stopped) {
+		pthread_mutex_unlock(&jobs_lock);
+		job_inline(j);
+		return;
+	}
 	if (jobs_tail)
 		jobs_tail->next = j;
 	else

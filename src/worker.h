@@ -68,7 +68,8 @@ void workers_free(void);
 void jobs_start(int nthreads);
 void jobs_stop(void);
 /* work(arg) on a pool thread, then done(arg) on the calling worker's loop
- * (or on the pool thread when called from outside a worker). */
+ * (or on the pool thread when called from outside a worker). After
+ * jobs_stop, work runs on the calling thread. */
 void jobs_submit(worker_fn work, worker_fn done, void *arg);
 
 #endif

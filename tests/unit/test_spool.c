@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -426,15 +428,19 @@ write_full(struct spool_msg *m)
 	return file_of(m);
 }
 
-/* Append a version 3 record line "R NONCE BODY_OFF rest" for m to path
- * (rest without its newline: nl adds one). */
+/* Append a version 3 record "R NONCE BODY_OFF rest NONCE\n" for m to path,
+ * or only its start "R NONCE BODY_OFF rest" (whole false: torn by a crash). */
 static void
-append_rec(const char *path, const struct spool_msg *m, uint32_t nonce, const char *rest, bool nl)
+append_rec(const char *path, const struct spool_msg *m, uint32_t nonce, const char *rest, bool whole)
 {
 	char line[160];
 
-	snprintf(line, sizeof(line), "R %08x %lld %s%s", (unsigned)nonce, (long long)m->body_off,
-	    rest, nl ? "\n" : "");
+	if (whole)
+		snprintf(line, sizeof(line), "R %08x %lld %s %08x\n", (unsigned)nonce,
+		    (long long)m->body_off, rest, (unsigned)nonce);
+	else
+		snprintf(line, sizeof(line), "R %08x %lld %s", (unsigned)nonce, (long long)m->body_off,
+		    rest);
 	append(path, line);
 }
 
@@ -460,8 +466,8 @@ test_status_records(void **state)
 	file = slurp(path, &flen);
 	{
 		char want[128];
-		snprintf(want, sizeof(want), "R %08x %lld 3 3 5 0\n", (unsigned)nonce,
-		    (long long)m.body_off);
+		snprintf(want, sizeof(want), "\nR %08x %lld 3 3 5 0 %08x\n", (unsigned)nonce,
+		    (long long)m.body_off, (unsigned)nonce);
 		assert_true(flen > strlen(want));
 		assert_memory_equal(file + flen - strlen(want), want, strlen(want));
 	}
@@ -506,7 +512,7 @@ test_status_records(void **state)
 	spool_msg_free(&l);
 	free(path);
 
-	/* torn inside its last number: every field but no end of line */
+	/* torn inside its last number: no closing nonce, no end of line */
 	path = write_full(&m);
 	file = slurp(path, &flen);
 	nonce = nonce_of(file);
@@ -517,16 +523,17 @@ test_status_records(void **state)
 	assert_int_equal(l.rcpts[1].attempts, 2);
 	assert_int_equal(l.rcpts[1].next_ms, 1700000900000LL);
 	spool_msg_free(&l);
-	/* the next record is appended right after the torn bytes: the glued
-	 * line is not a record (losing it can only cause the documented
-	 * duplicate delivery), and it must not apply "17" */
-	assert_int_equal(spool_record(&m, 1, RS_DELIVERED, 4, 0), 0);
+	/* the next record starts a line of its own after the torn bytes:
+	 * the torn one, now a whole line, is still not a record (it lacks
+	 * its closing nonce: "17" must not apply), and the next one counts */
+	assert_int_equal(spool_record(&m, 1, RS_QUEUED, 3, 1700000950000LL), 0);
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.rcpts[1].state, RS_QUEUED);
-	assert_int_equal(l.rcpts[1].attempts, 2);
-	assert_int_equal(l.rcpts[1].next_ms, 1700000900000LL);
+	assert_int_equal(l.rcpts[1].attempts, 3);
+	assert_int_equal(l.rcpts[1].next_ms, 1700000950000LL);
 	spool_msg_free(&l);
-	/* and the records after it count again */
+	/* a record cut exactly before its closing nonce is not one either */
+	append_rec(path, &m, nonce, "1 1 9 0 ", false);
 	assert_int_equal(spool_record(&m, 1, RS_DELIVERED, 5, 0), 0);
 	assert_int_equal(spool_load(path, &l, err, sizeof(err)), 0);
 	assert_int_equal(l.rcpts[1].state, RS_DELIVERED);
@@ -876,7 +883,14 @@ test_recycle(void **state)
 		free(pb);
 		file = slurp(pb = file_of(&b), &flen);
 		assert_int_equal(flen, page_round((size_t)b.body_off + b.body_len + 13));
+		/* the cut leaves a's bytes up to the page's end, in mid-line:
+		 * the first record still starts a line of its own */
+		assert_true(file[flen - 1] == 'm');
 		free(file);
+		assert_int_equal(spool_record(&b, 1, RS_BOUNCED, 1, 0), 0);
+		assert_int_equal(spool_load(pb, &l, err, sizeof(err)), 0);
+		assert_int_equal(l.rcpts[1].state, RS_BOUNCED);
+		spool_msg_free(&l);
 		free(big.iov_base);
 		free(pb);
 	}
@@ -1071,6 +1085,95 @@ test_async_batch(void **state)
 		assert_string_equal(l.id, m[0].id);   /* the file's first message */
 		spool_msg_free(&l);
 	}
+}
+
+/* A message spooled while the startup scan runs (a DSN, say) goes into a
+ * slot the scan does not read: it is queued once, and its file is whole. */
+struct during {
+	struct seen s;
+	struct spool_msg x;
+	bool written;
+};
+
+static void
+during_cb(struct spool_msg *m, void *arg)
+{
+	struct during *d = arg;
+
+	if (!d->written) {
+		struct iovec iov[4];
+		full_msg(&d->x, iov);
+		assert_int_equal(spool_write(&d->x, iov, 4), 0);
+		d->written = true;
+	}
+	scan_cb(m, &d->s);
+}
+
+static void
+test_write_during_scan(void **state)
+{
+	struct spool_msg m[3], l;
+	struct during d = { .written = false };
+	char err[256], path[PATH_MAX];
+
+	(void)state;
+	for (int i = 0; i < 3; i++)
+		free(write_full(&m[i]));
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
+	assert_int_equal(spool_scan(1, during_cb, (void *[]){ &d }, NULL), 3);
+	assert_true(d.written);
+	for (int i = 0; i < 3; i++)
+		by_id(&d.s, m[i].id, true);
+	by_id(&d.s, d.x.id, false);
+	assert_int_equal(spool_load(spool_file(d.x.slot, path, sizeof(path)), &l, err, sizeof(err)), 0);
+	assert_string_equal(l.id, d.x.id);
+	spool_msg_free(&l);
+	/* the next start finds all four */
+	struct seen s = { .n = 0 };
+	assert_int_equal(spool_init(dir, err, sizeof(err)), 0);
+	assert_int_equal(scan_all(&s), 4);
+	by_id(&s, d.x.id, true);
+}
+
+/* A batch that does not fit (here: over RLIMIT_FSIZE, EFBIG; on a full
+ * disk ENOSPC) is retried message by message: the big one is refused,
+ * the small ones are spooled. */
+static void
+test_batch_too_big(void **state)
+{
+	struct spool_msg m[3];
+	struct spool_rcpt r = { "a@x.test", NULL, 0, 0, 0, 0 };
+	struct iovec iov[3];
+	struct async_done d[3] = { { 0, -1 }, { 0, -1 }, { 0, -1 } };
+	size_t big = 200000;
+	char *bigbuf = xmalloc(big);
+	struct rlimit old, lim = { 65536, 65536 };
+
+	(void)state;
+	memset(bigbuf, 'b', big);
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim.rlim_max = old.rlim_max;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	for (int i = 0; i < 3; i++) {
+		memset(&m[i], 0, sizeof(m[i]));
+		random_id(m[i].id);
+		m[i].sender = "s@x.test";
+		m[i].rcpts = &r;
+		m[i].nrcpt = 1;
+		iov[i] = i == 1 ? (struct iovec){ bigbuf, big } : (struct iovec){ (void *)"small\r\n", 7 };
+		spool_write_async(&m[i], &iov[i], 1, async_cb, &d[i]);
+	}
+	spool_commit_run();
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	assert_int_equal(d[0].err, 0);
+	assert_int_equal(d[1].err, EFBIG);
+	assert_int_equal(d[2].err, 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(d[i].calls, 1);
+	assert_true(m[0].slot != m[2].slot);
+	free(bigbuf);
 }
 
 /* Concurrent writers: their messages share files and fsyncs, and every one
@@ -1940,6 +2043,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_recycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_async_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_during_scan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_too_big, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_parallel_many, setup, teardown),
