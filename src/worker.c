@@ -190,6 +190,20 @@ static int njob_threads;
 static bool jobs_stopping;
 static bool jobs_stopped;           /* jobs_submit runs the job itself */
 
+/* Run a job here, then its done where it belongs. */
+static void
+job_run(struct job *j)
+{
+	j->work(j->arg);
+	if (j->done) {
+		if (j->origin)
+			worker_post(j->origin, j->done, j->arg);
+		else
+			j->done(j->arg);
+	}
+	free(j);
+}
+
 static void *
 job_main(void *arg)
 {
@@ -208,15 +222,7 @@ job_main(void *arg)
 		if (jobs_head == NULL)
 			jobs_tail = NULL;
 		pthread_mutex_unlock(&jobs_lock);
-
-		j->work(j->arg);
-		if (j->done) {
-			if (j->origin)
-				worker_post(j->origin, j->done, j->arg);
-			else
-				j->done(j->arg);
-		}
-		free(j);
+		job_run(j);
 	}
 }
 
@@ -232,20 +238,6 @@ jobs_start(int n)
 		if (rc != 0)
 			fatal("event=fatal msg=\"pthread_create failed\" err=\"%s\"", strerror(rc));
 	}
-}
-
-/* A job run on the submitting thread: the pool is stopped. */
-static void
-job_inline(struct job *j)
-{
-	j->work(j->arg);
-	if (j->done) {
-		if (j->origin)
-			worker_post(j->origin, j->done, j->arg);
-		else
-			j->done(j->arg);
-	}
-	free(j);
 }
 
 void
@@ -269,7 +261,7 @@ jobs_stop(void)
 	pthread_mutex_unlock(&jobs_lock);
 	for (struct job *next; j; j = next) {
 		next = j->next;
-		job_inline(j);
+		job_run(j);
 	}
 }
 
@@ -286,7 +278,7 @@ jobs_submit(worker_fn work, worker_fn done, void *arg)
 	pthread_mutex_lock(&jobs_lock);
 	if (jobs_stopped) {
 		pthread_mutex_unlock(&jobs_lock);
-		job_inline(j);
+		job_run(j);
 		return;
 	}
 	if (jobs_tail)

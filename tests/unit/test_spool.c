@@ -1026,6 +1026,17 @@ test_batch_file(void **state)
 	free(file);
 }
 
+/* A one-recipient message with a fresh id (r: its recipient). */
+static void
+small_msg(struct spool_msg *m, struct spool_rcpt *r)
+{
+	memset(m, 0, sizeof(*m));
+	random_id(m->id);
+	m->sender = "s@x.test";
+	m->rcpts = r;
+	m->nrcpt = 1;
+}
+
 /* Asynchronous writes: the first finds no commit running and must run one;
  * the ones queued before it runs are flushed with it, into one file. */
 struct async_done {
@@ -1053,11 +1064,7 @@ test_async_batch(void **state)
 
 	(void)state;
 	for (int i = 0; i < 5; i++) {
-		memset(&m[i], 0, sizeof(m[i]));
-		random_id(m[i].id);
-		m[i].sender = "s@x.test";
-		m[i].rcpts = &r;
-		m[i].nrcpt = 1;
+		small_msg(&m[i], &r);
 		iov[i] = (struct iovec){ body[i], (size_t)snprintf(body[i], sizeof(body[i]), "body %d\r\n", i) };
 		assert_int_equal(spool_write_async(&m[i], &iov[i], 1, async_cb, &d[i]), i == 0);
 		assert_int_equal(d[i].calls, 0);
@@ -1156,11 +1163,7 @@ test_batch_too_big(void **state)
 	lim.rlim_max = old.rlim_max;
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
 	for (int i = 0; i < 3; i++) {
-		memset(&m[i], 0, sizeof(m[i]));
-		random_id(m[i].id);
-		m[i].sender = "s@x.test";
-		m[i].rcpts = &r;
-		m[i].nrcpt = 1;
+		small_msg(&m[i], &r);
 		iov[i] = i == 1 ? (struct iovec){ bigbuf, big } : (struct iovec){ (void *)"small\r\n", 7 };
 		spool_write_async(&m[i], &iov[i], 1, async_cb, &d[i]);
 	}
@@ -1195,12 +1198,8 @@ gc_writer(void *arg)
 	for (int i = 0; i < GC_N; i++) {
 		char body[64];
 		struct iovec iov = { body, (size_t)snprintf(body, sizeof(body), "m%d\r\n", i) };
-		memset(&g->m[i], 0, sizeof(g->m[i]));
-		random_id(g->m[i].id);
+		small_msg(&g->m[i], &r);
 		memcpy(g->ids[i], g->m[i].id, sizeof(g->ids[i]));
-		g->m[i].sender = "s@x.test";
-		g->m[i].rcpts = &r;
-		g->m[i].nrcpt = 1;
 		if (spool_write(&g->m[i], &iov, 1) != 0)
 			g->ids[i][0] = '\0';
 	}
