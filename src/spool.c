@@ -1067,6 +1067,8 @@ spool_done(const struct spool_msg *m, int idx, enum rcpt_state state, int attemp
 		return -1;
 	}
 	bool last = si == NULL || si->live == 1;
+	if (last && si != NULL)
+		si->live = 0;
 	pthread_mutex_unlock(&spare_lock);
 	if (!last) {
 		/* the file keeps other messages: this one's end is a record,
@@ -1076,10 +1078,6 @@ spool_done(const struct spool_msg *m, int idx, enum rcpt_state state, int attemp
 			rc = spool_record(m, idx, state, attempts, 0);
 		pthread_mutex_lock(&spare_lock);
 		last = --si->live == 0;
-		pthread_mutex_unlock(&spare_lock);
-	} else if (si != NULL) {
-		pthread_mutex_lock(&spare_lock);
-		si->live = 0;
 		pthread_mutex_unlock(&spare_lock);
 	}
 	if (last && slot_free(m->slot) < 0)
